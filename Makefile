@@ -119,6 +119,8 @@ deploy: manifests kustomize ## Deploy the operator (image IMG) to the cluster of
 undeploy: kustomize ## Remove the operator from the cluster.
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
+##@ Local cluster (owned by hack/dev: the local control plane and node agent)
+
 ##@ Tools
 
 .PHONY: controller-gen kustomize golangci-lint

@@ -251,24 +251,33 @@ type ServiceSpec struct {
 // summed over all pods and restarts. Received = accepted + rejected + ignored + unavailable.
 type Counts struct {
 	// Received callbacks: every HTTP request to the receiver's callback port.
+	// +kubebuilder:default=0
 	Received int64 `json:"received"`
 	// Accepted callbacks: answered OK and queued for delivery.
+	// +kubebuilder:default=0
 	Accepted int64 `json:"accepted"`
 	// Rejected callbacks: refused for bad input (wrong path, method, SdkAppid, signature,
 	// body); see the receiver's imcallback_rejected_total metric for reasons.
+	// +kubebuilder:default=0
 	Rejected int64 `json:"rejected"`
 	// Ignored callbacks: commands not in spec.commands, answered OK and not forwarded.
+	// +kubebuilder:default=0
 	Ignored int64 `json:"ignored"`
 	// Unavailable callbacks: refused with 503 because the queue was full or the pod was
 	// shutting down.
+	// +kubebuilder:default=0
 	Unavailable int64 `json:"unavailable"`
 	// Delivered events: accepted by the sink.
+	// +kubebuilder:default=0
 	Delivered int64 `json:"delivered"`
 	// DeadLettered events: sent to the dead-letter sink after the last retry.
+	// +kubebuilder:default=0
 	DeadLettered int64 `json:"deadLettered"`
 	// Failed events: neither delivered nor dead-lettered; each was logged whole.
+	// +kubebuilder:default=0
 	Failed int64 `json:"failed"`
 	// Pairs in the PairList of accepted callbacks.
+	// +kubebuilder:default=0
 	Pairs int64 `json:"pairs"`
 }
 
@@ -284,9 +293,6 @@ type IncarnationCounts struct {
 	Pod string `json:"pod,omitempty"`
 	// Counts last read from this incarnation.
 	Counts Counts `json:"counts"`
-	// LastScrapeTime is when the counts were read.
-	// +optional
-	LastScrapeTime *metav1.Time `json:"lastScrapeTime,omitempty"`
 }
 
 // CallbackReceiverStatus is the observed state of a CallbackReceiver.
@@ -329,6 +335,7 @@ type CallbackReceiverStatus struct {
 
 	// Counts are the exact totals of callbacks and events processed.
 	// +optional
+	// +kubebuilder:default={}
 	Counts Counts `json:"counts"`
 
 	// Incarnations holds the counters last read from each live receiver process; the

@@ -1,0 +1,124 @@
+// Package counts turns the counters of receiver processes into exact totals in a
+// CallbackReceiver's status: it scrapes every receiver pod's /metrics and folds the counters
+// per incarnation (one receiver process), so that process restarts, rollouts, scale-down and
+// restarts of the manager itself neither lose nor double-count.
+package counts
+
+import (
+	"sort"
+
+	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+)
+
+// Observation is one successful scrape of one pod.
+type Observation struct {
+	// Pod that answered (its name, or its address when the endpoint names no pod).
+	Pod string
+	// Incarnation of the process that answered.
+	Incarnation string
+	// Counts it reported: its counters since it started.
+	Counts cbv1.Counts
+}
+
+// Snapshot is one round of scrapes of a receiver's endpoints.
+type Snapshot struct {
+	// Pods lists every pod the receiver's EndpointSlices named when the round started,
+	// whether or not its scrape succeeded.
+	Pods map[string]bool
+	// Observations are the scrapes that succeeded.
+	Observations []Observation
+}
+
+// State is what status keeps: the totals, and the counters last read from each live
+// incarnation. Totals include everything retired incarnations counted.
+type State struct {
+	Total        cbv1.Counts
+	Incarnations []cbv1.IncarnationCounts
+}
+
+// Fold adds a snapshot to a state. Each incarnation's counters only grow, so the totals grow
+// by what each one counted since it was last read; a new incarnation adds all it counted.
+// An incarnation is retired (its counts stay in the totals) when its pod left the
+// EndpointSlices, or when its pod now answers with another incarnation (a restarted
+// container). A pod that failed to answer keeps its incarnation: it is read again later.
+func Fold(s State, snap Snapshot) State {
+	byID := make(map[string]cbv1.IncarnationCounts, len(s.Incarnations))
+	for _, inc := range s.Incarnations {
+		byID[inc.ID] = inc
+	}
+	total := s.Total
+	current := make(map[string]string, len(snap.Observations)) // pod -> incarnation now
+	for _, o := range snap.Observations {
+		current[o.Pod] = o.Incarnation
+		prev, known := byID[o.Incarnation]
+		if !known {
+			total = add(total, o.Counts)
+			byID[o.Incarnation] = cbv1.IncarnationCounts{ID: o.Incarnation, Pod: o.Pod, Counts: o.Counts}
+			continue
+		}
+		// Counters never go down within one incarnation; a smaller value is an older
+		// reading that arrived late and adds nothing.
+		grown := maxCounts(prev.Counts, o.Counts)
+		total = add(total, sub(grown, prev.Counts))
+		prev.Counts, prev.Pod = grown, o.Pod
+		byID[o.Incarnation] = prev
+	}
+	for id, inc := range byID {
+		if !snap.Pods[inc.Pod] {
+			delete(byID, id) // the pod is gone
+		} else if now, answered := current[inc.Pod]; answered && now != id {
+			delete(byID, id) // the pod's process restarted
+		}
+	}
+	out := State{Total: total, Incarnations: make([]cbv1.IncarnationCounts, 0, len(byID))}
+	for _, inc := range byID {
+		out.Incarnations = append(out.Incarnations, inc)
+	}
+	sort.Slice(out.Incarnations, func(i, j int) bool { return out.Incarnations[i].ID < out.Incarnations[j].ID })
+	if len(out.Incarnations) == 0 {
+		out.Incarnations = nil
+	}
+	return out
+}
+
+func add(a, b cbv1.Counts) cbv1.Counts {
+	return cbv1.Counts{
+		Received:     a.Received + b.Received,
+		Accepted:     a.Accepted + b.Accepted,
+		Rejected:     a.Rejected + b.Rejected,
+		Ignored:      a.Ignored + b.Ignored,
+		Unavailable:  a.Unavailable + b.Unavailable,
+		Delivered:    a.Delivered + b.Delivered,
+		DeadLettered: a.DeadLettered + b.DeadLettered,
+		Failed:       a.Failed + b.Failed,
+		Pairs:        a.Pairs + b.Pairs,
+	}
+}
+
+func sub(a, b cbv1.Counts) cbv1.Counts {
+	return cbv1.Counts{
+		Received:     a.Received - b.Received,
+		Accepted:     a.Accepted - b.Accepted,
+		Rejected:     a.Rejected - b.Rejected,
+		Ignored:      a.Ignored - b.Ignored,
+		Unavailable:  a.Unavailable - b.Unavailable,
+		Delivered:    a.Delivered - b.Delivered,
+		DeadLettered: a.DeadLettered - b.DeadLettered,
+		Failed:       a.Failed - b.Failed,
+		Pairs:        a.Pairs - b.Pairs,
+	}
+}
+
+func maxCounts(a, b cbv1.Counts) cbv1.Counts {
+	return cbv1.Counts{
+		Received:     max(a.Received, b.Received),
+		Accepted:     max(a.Accepted, b.Accepted),
+		Rejected:     max(a.Rejected, b.Rejected),
+		Ignored:      max(a.Ignored, b.Ignored),
+		Unavailable:  max(a.Unavailable, b.Unavailable),
+		Delivered:    max(a.Delivered, b.Delivered),
+		DeadLettered: max(a.DeadLettered, b.DeadLettered),
+		Failed:       max(a.Failed, b.Failed),
+		Pairs:        max(a.Pairs, b.Pairs),
+	}
+}

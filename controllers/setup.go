@@ -1,0 +1,152 @@
+package controllers
+
+import (
+	"context"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/controllers/sink"
+)
+
+// Field indexes on CallbackReceivers, so that a change to a Secret or a sink finds the
+// resources that use it without listing them all.
+const (
+	indexTokenSecret = "spec.auth.tokenSecretRef"
+	indexSinkRef     = "sinkRef"
+)
+
+// SetupWithManager registers the reconciler and its watches: the resources themselves (spec,
+// labels, annotations; not status, which changes with every count), their children, the
+// token Secrets they reference (metadata only) and their sinks.
+func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
+	if r.ClusterDomain == "" {
+		r.ClusterDomain = "cluster.local"
+	}
+	r.sinks = &sink.Resolver{Services: r.Client, Objects: r.APIReader, ClusterDomain: r.ClusterDomain}
+	r.tokens = newTokenCache(r.Client, r.APIReader)
+
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &cbv1.CallbackReceiver{}, indexTokenSecret, func(o client.Object) []string {
+		cr := o.(*cbv1.CallbackReceiver)
+		if cr.Spec.Auth == nil {
+			return nil
+		}
+		return []string{cr.Namespace + "/" + cr.Spec.Auth.TokenSecretRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &cbv1.CallbackReceiver{}, indexSinkRef, func(o client.Object) []string {
+		cr := o.(*cbv1.CallbackReceiver)
+		var keys []string
+		if ref, ok := sink.RefOf(cr.Namespace, &cr.Spec.Sink); ok {
+			keys = append(keys, ref.IndexKey())
+		}
+		if d := cr.Spec.Delivery; d != nil {
+			if ref, ok := sink.RefOf(cr.Namespace, d.DeadLetterSink); ok {
+				keys = append(keys, ref.IndexKey())
+			}
+		}
+		return keys
+	}); err != nil {
+		return err
+	}
+
+	secretMeta := &metav1.PartialObjectMetadata{}
+	secretMeta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	c, err := ctrl.NewControllerManagedBy(mgr).
+		Named("callbackreceiver").
+		For(&cbv1.CallbackReceiver{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.mapByIndex(indexSinkRef, sinkKey(schema.GroupKind{Kind: "Service"})))).
+		WatchesMetadata(secretMeta, handler.EnqueueRequestsFromMapFunc(r.mapByIndex(indexTokenSecret, func(o client.Object) string {
+			return o.GetNamespace() + "/" + o.GetName()
+		})), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, workers)}).
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.kinds = &kindWatcher{ctrl: c, cache: mgr.GetCache(), r: r, watched: map[schema.GroupKind]bool{
+		{Kind: "Service"}: true, // watched above
+	}}
+	return nil
+}
+
+func sinkKey(gk schema.GroupKind) func(client.Object) string {
+	return func(o client.Object) string { return sink.IndexKey(gk, o.GetNamespace(), o.GetName()) }
+}
+
+// mapByIndex maps an object to the CallbackReceivers whose index field holds its key.
+func (r *CallbackReceiverReconciler) mapByIndex(index string, key func(client.Object) string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &cbv1.CallbackReceiverList{}
+		if err := r.Client.List(ctx, list, client.MatchingFields{index: key(o)}); err != nil {
+			log.FromContext(ctx).Error(err, "listing CallbackReceivers by index", "index", index)
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for i := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+		return reqs
+	}
+}
+
+// kindWatcher starts a metadata-only watch on each kind of Addressable sink the first time a
+// resource points at one, so that the resource is reconciled when its sink changes.
+type kindWatcher struct {
+	ctrl  controller.Controller
+	cache cache.Cache
+	r     *CallbackReceiverReconciler
+
+	mu      sync.Mutex
+	watched map[schema.GroupKind]bool
+}
+
+func (w *kindWatcher) ensure(ctx context.Context, gvk schema.GroupVersionKind) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.watched[gvk.GroupKind()] {
+		return
+	}
+	// Watch only what the manager may list: an informer it may not use would retry forever.
+	if !w.r.canList(ctx, gvk) {
+		return
+	}
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	src := source.Kind(w.cache, client.Object(m), handler.EnqueueRequestsFromMapFunc(w.r.mapByIndex(indexSinkRef, sinkKey(gvk.GroupKind()))))
+	if err := w.ctrl.Watch(src); err != nil {
+		log.FromContext(ctx).Error(err, "watching sink kind", "kind", gvk.String())
+		return
+	}
+	w.watched[gvk.GroupKind()] = true
+}
+
+// canList tells whether the manager may list objects of kind gvk.
+func (r *CallbackReceiverReconciler) canList(ctx context.Context, gvk schema.GroupVersionKind) bool {
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+	return r.APIReader.List(ctx, list, client.Limit(1)) == nil
+}
