@@ -145,7 +145,7 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 			return
 		}
 		if action != "" {
-			actions = append(actions, action+" "+kind)
+			actions = append(actions, action+" "+kind+"/"+cr.Name)
 		}
 	}
 	apply("ServiceAccount", func() (string, error) {
@@ -165,7 +165,7 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	apply("PodDisruptionBudget", func() (string, error) { return r.applyPDB(ctx, cr) })
 
 	if len(actions) > 0 {
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Applied", "Apply", "%s %s", strings.Join(actions, ", "), cr.Name)
+		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Applied", "Apply", "%s", strings.Join(actions, ", "))
 	}
 	if len(applyErrs) > 0 {
 		err := errors.Join(applyErrs...)

@@ -11,17 +11,10 @@ import (
 	"os"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -30,7 +23,6 @@ import (
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers"
 	"github.com/imcallback/callback-operator/controllers/counts"
-	"github.com/imcallback/callback-operator/controllers/resources"
 	"github.com/imcallback/callback-operator/internal/version"
 )
 
@@ -123,7 +115,7 @@ func run(o options) error {
 		LeaderElectionNamespace: o.leaderElectionNamespace,
 		// A new leader starts at once when this one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOptions(),
+		Cache:                         controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -155,22 +147,6 @@ func run(o options) error {
 	}
 	log.Info("starting manager", "version", version.Version, "receiverImage", o.receiverImage)
 	return mgr.Start(ctrl.SetupSignalHandler())
-}
-
-// cacheOptions keep the manager small: children are cached only when this operator made
-// them, Secrets are watched as metadata only (see controllers), and managed fields other
-// than this operator's own, which it compares before applying, are dropped.
-func cacheOptions() cache.Options {
-	ours := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{resources.LabelManagedBy: resources.ManagedByValue})}
-	return cache.Options{
-		ByObject: map[client.Object]cache.ByObject{
-			&appsv1.Deployment{}:            ours,
-			&corev1.ServiceAccount{}:        ours,
-			&policyv1.PodDisruptionBudget{}: ours,
-			&discoveryv1.EndpointSlice{}:    ours,
-		},
-		DefaultTransform: controllers.TrimManagedFields,
-	}
 }
 
 // scrapeTransport reaches receiver pods directly, never through a proxy.
