@@ -251,32 +251,41 @@ type ServiceSpec struct {
 // summed over all pods and restarts. Received = accepted + rejected + ignored + unavailable.
 type Counts struct {
 	// Received callbacks: every HTTP request to the receiver's callback port.
+	// +optional
 	// +kubebuilder:default=0
 	Received int64 `json:"received"`
 	// Accepted callbacks: answered OK and queued for delivery.
+	// +optional
 	// +kubebuilder:default=0
 	Accepted int64 `json:"accepted"`
 	// Rejected callbacks: refused for bad input (wrong path, method, SdkAppid, signature,
 	// body); see the receiver's imcallback_rejected_total metric for reasons.
+	// +optional
 	// +kubebuilder:default=0
 	Rejected int64 `json:"rejected"`
 	// Ignored callbacks: commands not in spec.commands, answered OK and not forwarded.
+	// +optional
 	// +kubebuilder:default=0
 	Ignored int64 `json:"ignored"`
 	// Unavailable callbacks: refused with 503 because the queue was full or the pod was
 	// shutting down.
+	// +optional
 	// +kubebuilder:default=0
 	Unavailable int64 `json:"unavailable"`
 	// Delivered events: accepted by the sink.
+	// +optional
 	// +kubebuilder:default=0
 	Delivered int64 `json:"delivered"`
 	// DeadLettered events: sent to the dead-letter sink after the last retry.
+	// +optional
 	// +kubebuilder:default=0
 	DeadLettered int64 `json:"deadLettered"`
 	// Failed events: neither delivered nor dead-lettered; each was logged whole.
+	// +optional
 	// +kubebuilder:default=0
 	Failed int64 `json:"failed"`
 	// Pairs in the PairList of accepted callbacks.
+	// +optional
 	// +kubebuilder:default=0
 	Pairs int64 `json:"pairs"`
 }
