@@ -1,0 +1,62 @@
+package receiver
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"time"
+)
+
+// Sign returns the protocol's signature of a callback: the lower-case hex SHA-256 of the
+// token followed by the decimal RequestTime.
+func Sign(token, requestTime string) string {
+	var out [64]byte
+	signInto(&out, token, requestTime)
+	return string(out[:])
+}
+
+func signInto(out *[64]byte, token, requestTime string) {
+	var stack [256]byte
+	msg := append(append(stack[:0], token...), requestTime...)
+	sum := sha256.Sum256(msg)
+	hex.Encode(out[:], sum[:])
+}
+
+// maxRequestTimeDigits keeps the parse far from overflow; Unix seconds need 10 digits until 2286.
+const maxRequestTimeDigits = 18
+
+// checkSignature is check 6. It never puts the token or the expected Sign in its answer.
+func checkSignature(token string, p *callbackParams, now time.Time, skew time.Duration) (Reason, []byte, bool) {
+	if p.sign == "" {
+		return ReasonMissingSignature, bodyNoSign, false
+	}
+	if p.requestTime == "" {
+		return ReasonMissingSignature, bodyNoRequestTime, false
+	}
+	if len(p.requestTime) > maxRequestTimeDigits {
+		return ReasonInvalidRequestTime, bodyBadTime, false
+	}
+	var secs int64
+	for i := 0; i < len(p.requestTime); i++ {
+		c := p.requestTime[i]
+		if c < '0' || c > '9' {
+			return ReasonInvalidRequestTime, bodyBadTime, false
+		}
+		secs = secs*10 + int64(c-'0')
+	}
+	diff := now.Unix() - secs
+	if diff < 0 {
+		diff = -diff
+	}
+	// Whole seconds against a skew with a fraction: 60.5s allows 60s, not 61s.
+	if time.Duration(diff) > skew/time.Second {
+		return ReasonRequestTimeSkew, nil, false
+	}
+	var want [64]byte
+	signInto(&want, token, p.requestTime)
+	var got [64]byte
+	if len(p.sign) != len(got) || subtle.ConstantTimeCompare(got[:copy(got[:], p.sign)], want[:]) != 1 {
+		return ReasonSignatureMismatch, bodyBadSign, false
+	}
+	return 0, nil, true
+}

@@ -1,0 +1,128 @@
+package receiver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/imcallback/callback-operator/internal/version"
+)
+
+// Label values of imcallback_callbacks_total{outcome} and imcallback_events_total{result}.
+const (
+	OutcomeAccepted    = "accepted"
+	OutcomeRejected    = "rejected"
+	OutcomeIgnored     = "ignored"
+	OutcomeUnavailable = "unavailable"
+
+	ResultDelivered    = "delivered"
+	ResultDeadLettered = "dead_lettered"
+	ResultFailed       = "failed"
+)
+
+// metrics are one receiver's collectors, registered in its own registry. Every labelled child
+// is created up front so a scrape shows each series, zero or not, from the start.
+type metrics struct {
+	registry *prometheus.Registry
+
+	accepted, rejected, ignored, unavailable prometheus.Counter
+	reasons                                  [numReasons]prometheus.Counter
+	delivered, deadLettered, failed          prometheus.Counter
+	retries, pairs                           prometheus.Counter
+
+	requestAccepted, requestRejected prometheus.Observer
+	requestIgnored, requestUnavail   prometheus.Observer
+	deliveryDelivered                prometheus.Observer
+	deliveryDeadLettered             prometheus.Observer
+	deliveryFailed                   prometheus.Observer
+	attemptSink, attemptDLS          prometheus.Observer
+}
+
+func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() float64) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{registry: reg}
+
+	callbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcallback_callbacks_total",
+		Help: "Callback requests answered, by outcome; their sum is the number received.",
+	}, []string{"outcome"})
+	m.accepted = callbacks.WithLabelValues(OutcomeAccepted)
+	m.rejected = callbacks.WithLabelValues(OutcomeRejected)
+	m.ignored = callbacks.WithLabelValues(OutcomeIgnored)
+	m.unavailable = callbacks.WithLabelValues(OutcomeUnavailable)
+
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcallback_rejected_total",
+		Help: "Callback requests rejected, by reason.",
+	}, []string{"reason"})
+	for i := range m.reasons {
+		m.reasons[i] = rejected.WithLabelValues(Reason(i).String())
+	}
+
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcallback_events_total",
+		Help: "Accepted callbacks whose delivery ended, by result.",
+	}, []string{"result"})
+	m.delivered = events.WithLabelValues(ResultDelivered)
+	m.deadLettered = events.WithLabelValues(ResultDeadLettered)
+	m.failed = events.WithLabelValues(ResultFailed)
+
+	m.retries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "imcallback_delivery_retries_total",
+		Help: "Delivery attempts after the first one of an event, to the sink or the dead-letter sink.",
+	})
+	m.pairs = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "imcallback_pairs_total",
+		Help: "Account pairs (PairList entries) in accepted callbacks.",
+	})
+
+	requests := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "imcallback_request_duration_seconds",
+		Help:    "Time to answer a callback request, by outcome.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"outcome"})
+	m.requestAccepted = requests.WithLabelValues(OutcomeAccepted)
+	m.requestRejected = requests.WithLabelValues(OutcomeRejected)
+	m.requestIgnored = requests.WithLabelValues(OutcomeIgnored)
+	m.requestUnavail = requests.WithLabelValues(OutcomeUnavailable)
+
+	delivery := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "imcallback_delivery_duration_seconds",
+		Help:    "Time from accepting a callback to the end of its delivery (queueing, retries and backoff included), by result.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+	}, []string{"result"})
+	m.deliveryDelivered = delivery.WithLabelValues(ResultDelivered)
+	m.deliveryDeadLettered = delivery.WithLabelValues(ResultDeadLettered)
+	m.deliveryFailed = delivery.WithLabelValues(ResultFailed)
+
+	attempts := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "imcallback_delivery_attempt_duration_seconds",
+		Help:    "Duration of single delivery attempts, by target (sink or dead_letter_sink).",
+		Buckets: []float64{.00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"target"})
+	m.attemptSink = attempts.WithLabelValues("sink")
+	m.attemptDLS = attempts.WithLabelValues("dead_letter_sink")
+
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "imcallback_receiver_info",
+		Help: "Always 1; incarnation is random per receiver start, so a changed incarnation means its counters restarted from zero.",
+	}, []string{"incarnation", "version"})
+	info.WithLabelValues(incarnation, version.Version).Set(1)
+
+	reg.MustRegister(callbacks, rejected, events, m.retries, m.pairs, requests, delivery, attempts, info,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "imcallback_queue_depth",
+			Help: "Accepted callbacks waiting for a delivery worker.",
+		}, queueDepth),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "imcallback_queue_capacity",
+			Help: "Size of the delivery queue (--queue-size).",
+		}, queueCapacity),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "imcallback_deliveries_in_flight",
+			Help: "Events taken from the queue whose delivery has not ended yet.",
+		}, inFlight),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}

@@ -1,0 +1,350 @@
+// Package receiver is the data plane of callback-operator: it answers Tencent Cloud IM
+// third-party callbacks (protocol checks, optional signature verification), queues the
+// accepted ones and forwards each to a sink as a CloudEvent, with retries and a dead-letter
+// sink, and exposes its counters on an admin port for the manager to scrape.
+//
+// A Receiver holds no global state (its own Prometheus registry, its own HTTP client), so
+// several can run in one process.
+package receiver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/imcallback/callback-operator/internal/version"
+)
+
+// Receiver receives IM callbacks and delivers them as CloudEvents. Create it with New, then
+// call Serve or Run once.
+type Receiver struct {
+	cfg         Config
+	log         *slog.Logger
+	now         func() time.Time
+	sdkAppID    string // cfg.SdkAppID in decimal, as IM sends it
+	source      string // CloudEvent source
+	incarnation string
+
+	sinkURL, dlsURL *url.URL
+	client          *http.Client
+	bindingCtx      context.Context // tells the SDK to encode in binary mode
+
+	queue    chan *item
+	drainMu  sync.RWMutex // held for reading while enqueueing, for writing to start the drain
+	draining bool         // guarded by drainMu; once true nothing more is queued
+	inFlight atomic.Int64
+
+	metrics     *metrics
+	failedCount atomic.Int64
+
+	bodyTooLarge, bodySkew []byte
+
+	handler, admin http.Handler
+	certs          *certReloader // nil without TLS
+
+	served      atomic.Bool
+	ready       atomic.Bool
+	scraped     atomic.Bool // /metrics was scraped at least once
+	drained     atomic.Bool // the queue has drained; the next scrape reads final counters
+	finalScrape chan struct{}
+	finalOnce   sync.Once
+}
+
+// New validates cfg and builds a Receiver. It starts nothing; Serve does.
+func New(cfg Config) (*Receiver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid receiver configuration: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	cfg.Commands = append([]string(nil), cfg.Commands...)
+
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, fmt.Errorf("choosing an incarnation id: %w", err)
+	}
+	r := &Receiver{
+		cfg:          cfg,
+		log:          cfg.Logger,
+		now:          cfg.Now,
+		sdkAppID:     strconv.FormatUint(cfg.SdkAppID, 10),
+		incarnation:  hex.EncodeToString(id[:]),
+		queue:        make(chan *item, cfg.QueueSize),
+		bindingCtx:   binding.WithForceBinary(context.Background()),
+		bodyTooLarge: tooLargeBody(cfg.MaxBodyBytes),
+		bodySkew:     skewBody(cfg.MaxClockSkew),
+		finalScrape:  make(chan struct{}),
+	}
+	r.source = "/tencentcloud/im/" + r.sdkAppID
+	var err error
+	if r.sinkURL, err = url.Parse(cfg.Sink); err != nil {
+		return nil, err
+	}
+	if cfg.DeadLetterSink != "" {
+		if r.dlsURL, err = url.Parse(cfg.DeadLetterSink); err != nil {
+			return nil, err
+		}
+	}
+	r.client = &http.Client{Transport: newTransport(cfg.Workers)}
+	if cfg.TLSCertFile != "" {
+		if r.certs, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, r.log); err != nil {
+			return nil, err
+		}
+	}
+	r.metrics = newMetrics(r.incarnation,
+		func() float64 { return float64(len(r.queue)) },
+		func() float64 { return float64(cap(r.queue)) },
+		func() float64 { return float64(r.inFlight.Load()) },
+	)
+	r.handler = http.HandlerFunc(r.serveCallback)
+	r.admin = r.newAdminHandler()
+	return r, nil
+}
+
+// Incarnation is the random id of this Receiver, the incarnation label of
+// imcallback_receiver_info.
+func (r *Receiver) Incarnation() string { return r.incarnation }
+
+// Handler is the callback endpoint. It answers every path (404 off the configured one) so
+// that every request is counted. Accepted callbacks are delivered once Serve runs.
+func (r *Receiver) Handler() http.Handler { return r.handler }
+
+// AdminHandler serves /metrics, /healthz and /readyz.
+func (r *Receiver) AdminHandler() http.Handler { return r.admin }
+
+func (r *Receiver) newAdminHandler() http.Handler {
+	metrics := promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelError),
+	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, req *http.Request) {
+		final := r.drained.Load() // read before gathering: then the counters are final
+		r.scraped.Store(true)
+		metrics.ServeHTTP(w, req)
+		if final {
+			r.finalOnce.Do(func() { close(r.finalScrape) })
+		}
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !r.ready.Load() {
+			http.Error(w, "not ready: not serving or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+// Run listens on cfg.Listen and cfg.AdminListen and calls Serve.
+func (r *Receiver) Run(ctx context.Context) error {
+	callbacks, err := net.Listen("tcp", r.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening for callbacks: %w", err)
+	}
+	admin, err := net.Listen("tcp", r.cfg.AdminListen)
+	if err != nil {
+		_ = callbacks.Close()
+		return fmt.Errorf("listening for the admin port: %w", err)
+	}
+	return r.Serve(ctx, callbacks, admin)
+}
+
+// Serve answers callbacks on the callbacks listener (TLS when a certificate is configured)
+// and /metrics, /healthz, /readyz on admin (nil for none), and delivers accepted callbacks,
+// until ctx is cancelled. Then it shuts down as design.md says, within ShutdownTimeout:
+//  1. /readyz fails at once and keep-alives stop, while callbacks are still accepted for
+//     ShutdownDelay (the time Kubernetes takes to stop routing to this pod);
+//  2. then selected commands get 503 and the queue drains;
+//  3. if /metrics was ever scraped, Serve waits for one more scrape after the drain, so the
+//     final counters are read;
+//  4. it returns nil when every accepted event was delivered or dead-lettered, else an error
+//     (each undelivered event has been logged whole).
+//
+// Serve closes both listeners. It may be called once.
+func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) error {
+	if !r.served.CompareAndSwap(false, true) {
+		return errors.New("receiver: Serve called more than once")
+	}
+	errorLog := slog.NewLogLogger(r.log.Handler(), slog.LevelWarn)
+	cb := &http.Server{
+		Handler:           r.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          errorLog,
+	}
+	if r.certs != nil {
+		cb.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.certs.getCertificate}
+	}
+	var adm *http.Server
+	if admin != nil {
+		adm = &http.Server{Handler: r.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+	}
+
+	r.logStart(callbacks, admin)
+
+	deliverCtx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDelivery()
+	var workers sync.WaitGroup
+	for range r.cfg.Workers {
+		workers.Go(func() { r.worker(deliverCtx) })
+	}
+
+	serveErr := make(chan error, 2)
+	go func() {
+		var err error
+		if r.certs != nil {
+			err = cb.ServeTLS(callbacks, "", "")
+		} else {
+			err = cb.Serve(callbacks)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			serveErr <- fmt.Errorf("serving callbacks: %w", err)
+		}
+	}()
+	if adm != nil {
+		go func() {
+			if err := adm.Serve(admin); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("serving the admin port: %w", err)
+			}
+		}()
+	}
+	r.ready.Store(true)
+
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-serveErr:
+		r.log.Error("server failed, shutting down", slog.Any("error", fatal))
+	}
+	return r.shutdown(cb, adm, stopDelivery, &workers, fatal)
+}
+
+func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFunc, workers *sync.WaitGroup, fatal error) error {
+	begin := time.Now()
+	deadline := begin.Add(r.cfg.ShutdownTimeout)
+	r.ready.Store(false)
+	// Answer with "Connection: close" from now on, so IM's persistent connections move to
+	// pods that are still ready; requests still arriving here are accepted until the delay ends.
+	cb.SetKeepAlivesEnabled(false)
+	r.log.Info("shutting down: /readyz fails, callbacks still accepted during the shutdown delay",
+		slog.String("shutdownDelay", r.cfg.ShutdownDelay.String()), slog.String("shutdownTimeout", r.cfg.ShutdownTimeout.String()))
+	if fatal == nil {
+		sleep(context.Background(), r.cfg.ShutdownDelay)
+	}
+
+	r.drainMu.Lock()
+	r.draining = true
+	r.drainMu.Unlock()
+	close(r.queue) // nothing is queued after draining is set, so this is safe
+	r.log.Info("draining the delivery queue; callbacks now get 503",
+		slog.Int("queued", len(r.queue)), slog.Int64("inFlight", r.inFlight.Load()))
+
+	// Keep some of the budget for the final scrape when somebody scrapes us.
+	drainDeadline := deadline
+	if r.scraped.Load() {
+		drainDeadline = deadline.Add(-min(r.cfg.ShutdownTimeout/5, 5*time.Second))
+	}
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	timer := time.NewTimer(time.Until(drainDeadline))
+	select {
+	case <-done:
+	case <-timer.C:
+		r.log.Error("shutdown timeout reached with events still undelivered; failing them",
+			slog.Int("queued", len(r.queue)), slog.Int64("inFlight", r.inFlight.Load()))
+		stopDelivery() // workers fail what is left, logging each event whole
+		<-done
+	}
+	timer.Stop()
+	r.drained.Store(true)
+
+	if adm != nil && r.scraped.Load() {
+		r.log.Info("queue drained; waiting for a final scrape of /metrics")
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-r.finalScrape:
+		case <-t.C:
+			r.log.Warn("no scrape of /metrics after the drain before the shutdown timeout; the last counters may be unread")
+		}
+		t.Stop()
+	}
+
+	// Close the servers, letting requests in progress finish within what is left.
+	ctx, cancel := context.WithDeadline(context.Background(), laterOf(deadline, time.Now().Add(time.Second)))
+	defer cancel()
+	if err := cb.Shutdown(ctx); err != nil {
+		_ = cb.Close()
+	}
+	if adm != nil {
+		if err := adm.Shutdown(ctx); err != nil {
+			_ = adm.Close()
+		}
+	}
+	r.client.CloseIdleConnections()
+
+	failed := r.failedCount.Load()
+	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", failed))
+	if fatal != nil {
+		return fatal
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d accepted event(s) were neither delivered nor dead-lettered; each is logged whole", failed)
+	}
+	return nil
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (r *Receiver) logStart(callbacks, admin net.Listener) {
+	attrs := []any{
+		slog.String("version", version.Version),
+		slog.String("incarnation", r.incarnation),
+		slog.String("listen", callbacks.Addr().String()),
+		slog.Bool("tls", r.certs != nil),
+		slog.Uint64("sdkAppID", r.cfg.SdkAppID),
+		slog.String("path", r.cfg.Path),
+		slog.Any("commands", r.cfg.Commands),
+		slog.String("sink", r.sinkURL.Redacted()),
+		slog.Int("retry", r.cfg.Retry),
+		slog.String("backoffPolicy", r.cfg.BackoffPolicy),
+		slog.String("backoffDelay", r.cfg.BackoffDelay.String()),
+		slog.String("deliveryTimeout", r.cfg.DeliveryTimeout.String()),
+		slog.Int("queueSize", r.cfg.QueueSize),
+		slog.Int("workers", r.cfg.Workers),
+		slog.Bool("authenticated", r.cfg.Token != ""),
+	}
+	if admin != nil {
+		attrs = append(attrs, slog.String("adminListen", admin.Addr().String()))
+	}
+	if r.dlsURL != nil {
+		attrs = append(attrs, slog.String("deadLetterSink", r.dlsURL.Redacted()))
+	}
+	r.log.Info("receiver starting", attrs...)
+	if r.cfg.Token == "" {
+		r.log.Warn("callbacks are NOT authenticated: IM_CALLBACK_TOKEN is empty, so Sign and RequestTime are not checked; anybody who can reach the callback URL can submit events")
+	}
+}
