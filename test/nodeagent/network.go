@@ -75,6 +75,10 @@ func AcquireSlot(logf func(string, ...any)) (*Slot, error) {
 	}
 	var mine *Slot
 	for i := 0; i < MaxSlots; i++ {
+		// Only a slot used before can hold stale state; of the others, the first will do.
+		if _, err := os.Stat(lockPath(i)); err != nil && mine != nil {
+			continue
+		}
 		s, err := tryLockSlot(i)
 		if err != nil {
 			return nil, err
@@ -108,8 +112,10 @@ func AcquireSlot(logf func(string, ...any)) (*Slot, error) {
 // killed run); nil when a live run holds it.
 func LockSlot(i int) (*Slot, error) { return tryLockSlot(i) }
 
+func lockPath(i int) string { return filepath.Join(StateRoot, fmt.Sprintf("slot-%02d.lock", i)) }
+
 func tryLockSlot(i int) (*Slot, error) {
-	path := filepath.Join(StateRoot, fmt.Sprintf("slot-%02d.lock", i))
+	path := lockPath(i)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err

@@ -44,7 +44,7 @@ func probeDefaults(pr *corev1.Probe) (period, timeout time.Duration, success, fa
 func (c *container) runProbes(ctx context.Context, p *process, restart chan<- string) {
 	spec := c.spec
 	if spec.StartupProbe != nil {
-		ok := c.probeLoop(ctx, p, spec.StartupProbe, func(ok bool, _ string, successes, failures int32) bool {
+		ok := c.probeLoop(ctx, p, spec.StartupProbe, true, func(ok bool, _ string, successes, failures int32) bool {
 			_, _, st, ft := probeDefaults(spec.StartupProbe)
 			if ok && successes >= st {
 				c.w.mu.Lock()
@@ -83,7 +83,7 @@ func (c *container) runProbes(ctx context.Context, p *process, restart chan<- st
 			return
 		}
 		_, _, st, ft := probeDefaults(spec.ReadinessProbe)
-		c.probeLoop(ctx, p, spec.ReadinessProbe, func(ok bool, msg string, successes, failures int32) bool {
+		c.probeLoop(ctx, p, spec.ReadinessProbe, false, func(ok bool, msg string, successes, failures int32) bool {
 			c.w.mu.Lock()
 			was := c.ready
 			if ok && successes >= st {
@@ -107,7 +107,7 @@ func (c *container) runProbes(ctx context.Context, p *process, restart chan<- st
 			return
 		}
 		_, _, _, ft := probeDefaults(spec.LivenessProbe)
-		c.probeLoop(ctx, p, spec.LivenessProbe, func(ok bool, msg string, _, failures int32) bool {
+		c.probeLoop(ctx, p, spec.LivenessProbe, true, func(ok bool, msg string, _, failures int32) bool {
 			if !ok && failures >= ft {
 				c.w.logf("container %s failed its liveness probe: %s", c.spec.Name, msg)
 				select {
@@ -123,12 +123,21 @@ func (c *container) runProbes(ctx context.Context, p *process, restart chan<- st
 	<-done
 }
 
-// probeLoop probes after the initial delay and then every period, counting consecutive
-// successes and failures, until handle returns false (then it reports true) or ctx ends
-// (then false).
-func (c *container) probeLoop(ctx context.Context, p *process, pr *corev1.Probe, handle func(ok bool, msg string, successes, failures int32) bool) bool {
+// probeLoop probes every period after the initial delay, counting consecutive successes
+// and failures, until handle returns false (then it reports true) or ctx ends (then false).
+//
+// The kubelet's probe workers tick every period from the pod's admission, so a container's
+// first probe comes at some point within one period after it started (or after the initial
+// delay). Within that range readiness is probed at once, so pods get Ready as early as a
+// kubelet could make them, and liveness and startup probes one period later, so a container
+// is never killed earlier than a kubelet could kill it.
+func (c *container) probeLoop(ctx context.Context, p *process, pr *corev1.Probe, late bool, handle func(ok bool, msg string, successes, failures int32) bool) bool {
 	period, timeout, _, _ := probeDefaults(pr)
-	if !sleepCtx(ctx, time.Duration(pr.InitialDelaySeconds)*time.Second) {
+	first := time.Duration(pr.InitialDelaySeconds) * time.Second
+	if late {
+		first = max(first, period)
+	}
+	if !sleepCtx(ctx, first) {
 		return false
 	}
 	var successes, failures int32

@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// eventually retries check until it returns nil, failing the test with its last error after
+// timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// newNamespace makes a namespace for one test and deletes it (waiting until it is gone, so
+// its pods are stopped) when the test ends.
+func newNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ctx := context.Background()
+	name := fmt.Sprintf("%s-%06d", prefix, rand.IntN(1000000))
+	_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.Client.CoreV1().Namespaces().Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("deleting namespace %s: %v", name, err)
+			return
+		}
+		eventually(t, 2*time.Minute, "namespace "+name+" deleted", func() error {
+			_, err := cluster.Client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("still there (%v)", err)
+		})
+	})
+	return name
+}
+
+// podappSpec is a pod template running podapp with the given args, as the contract's
+// receiver pods look: non-root, named ports, HTTP probes on a named port.
+func podappSpec(labels map[string]string, args ...string) corev1.PodTemplateSpec {
+	nonRoot, uid, no := true, int64(65532), false
+	grace := int64(10)
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec: corev1.PodSpec{
+			AutomountServiceAccountToken:  &no,
+			TerminationGracePeriodSeconds: &grace,
+			SecurityContext:               &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, RunAsUser: &uid},
+			Containers: []corev1.Container{{
+				Name:    "app",
+				Image:   podappImage,
+				Command: []string{"/podapp"},
+				Args:    append([]string{"--listen=:8080"}, args...),
+				Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("http")}},
+					PeriodSeconds: 1,
+				},
+				LivenessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+					PeriodSeconds: 1,
+				},
+				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no},
+			}},
+		},
+	}
+}
+
+func deployment(ns, name string, replicas int32, tmpl corev1.PodTemplateSpec) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: tmpl.Labels},
+			Template: tmpl,
+		},
+	}
+}
+
+func service(ns, name string, selector map[string]string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{
+			Selector: selector,
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
+		},
+	}
+}
+
+// waitAvailable waits until the Deployment has exactly n ready pods and no others, and
+// returns them.
+func waitAvailable(t *testing.T, ns, name string, n int, timeout time.Duration) []corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	var pods []corev1.Pod
+	eventually(t, timeout, fmt.Sprintf("deployment %s/%s with %d ready pods", ns, name, n), func() error {
+		d, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if d.Status.ReadyReplicas != int32(n) || d.Status.Replicas != int32(n) || d.Status.UpdatedReplicas != int32(n) {
+			return fmt.Errorf("replicas %d, ready %d, updated %d", d.Status.Replicas, d.Status.ReadyReplicas, d.Status.UpdatedReplicas)
+		}
+		sel := metav1.FormatLabelSelector(d.Spec.Selector)
+		list, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) != n {
+			return fmt.Errorf("%d pods", len(list.Items))
+		}
+		for _, p := range list.Items {
+			if !podReady(&p) || p.DeletionTimestamp != nil {
+				return fmt.Errorf("pod %s not ready", p.Name)
+			}
+		}
+		pods = list.Items
+		return nil
+	})
+	return pods
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func condition(p *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
+	for _, c := range p.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+// podappReport is what podapp answers on GET /.
+type podappReport struct {
+	Args []string          `json:"args"`
+	Env  map[string]string `json:"env"`
+	UID  int               `json:"uid"`
+	PID  int               `json:"pid"`
+}
+
+// httpClient opens a new connection per request, so that requests through a ClusterIP are
+// spread over the endpoints (the proxy balances connections, not requests).
+var httpClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func getJSON(url string, into any) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	return json.Unmarshal(body, into)
+}
+
+func readLog(t *testing.T, ns, pod, container string) string {
+	t.Helper()
+	b, err := os.ReadFile(cluster.Agent.LogPath(ns, pod, container))
+	if err != nil {
+		t.Fatalf("log of %s/%s/%s: %v", ns, pod, container, err)
+	}
+	return string(b)
+}
+
+func countLines(s, substr string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			n++
+		}
+	}
+	return n
+}
