@@ -121,6 +121,31 @@ undeploy: kustomize ## Remove the operator from the cluster.
 
 ##@ Local cluster (owned by hack/dev: the local control plane and node agent)
 
+# State of `make dev-up` (kubeconfig, logs of every component and pod); ignored by git.
+DEV_DIR ?= $(CURDIR)/.dev
+# More flags for hack/dev, such as DEV_FLAGS=--ready-timeout=5m (see `go doc ./hack/dev`).
+DEV_FLAGS ?=
+# Flags for the end-to-end tests, such as E2E_FLAGS='-run TestLocalCluster'.
+E2E_FLAGS ?=
+
+.PHONY: dev-tools dev dev-up dev-down test-e2e
+dev-tools: ## Build the local cluster's tools: bin/dev, bin/nodeagent, bin/demosink.
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/dev ./hack/dev
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/nodeagent ./hack/nodeagent
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/demosink ./hack/demosink
+
+dev: build dev-tools control-plane ## Run the operator and config/samples on a local cluster (root); Ctrl-C tears it all down.
+	$(LOCALBIN)/dev run --dir=$(DEV_DIR) --assets="$$(hack/control-plane.sh)" --receiver-image=$(IMG) $(DEV_FLAGS)
+
+dev-up: build dev-tools control-plane ## Like dev, in the background: returns once Ready; kubeconfig at .dev/kubeconfig.
+	$(LOCALBIN)/dev up --dir=$(DEV_DIR) --assets="$$(hack/control-plane.sh)" --receiver-image=$(IMG) $(DEV_FLAGS)
+
+dev-down: dev-tools ## Stop what dev-up started, leaving nothing running (cleans up after a killed run too).
+	$(LOCALBIN)/dev down --dir=$(DEV_DIR)
+
+test-e2e: control-plane ## End-to-end tests on a local cluster (root), with -race.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
+
 ##@ Tools
 
 .PHONY: controller-gen kustomize golangci-lint
