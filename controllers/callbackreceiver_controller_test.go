@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
@@ -122,7 +123,9 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	want := resources.Deployment(cr, resources.Params{Image: testImage, SinkURI: sinkURI, DeadLetterSinkURI: "http://dlq.example.com/dead", TokenChecksum: checksum})
 	applied, err := appsv1ac.ExtractDeployment(d, controllers.FieldManager)
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(toMap(t, applied)).To(Equal(toMap(t, want)))
+	if diff := cmp.Diff(toMap(t, want), toMap(t, applied)); diff != "" {
+		t.Fatalf("the live Deployment differs from the builder's (-builder +live):\n%s", diff)
+	}
 
 	// And what that means, spelled out.
 	g.Expect(metav1.IsControlledBy(d, cr)).To(BeTrue(), "the CallbackReceiver controls its Deployment")
@@ -182,10 +185,10 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 		g.Expect(cr.Status.Selector).To(Equal("app.kubernetes.io/instance=blacklist,app.kubernetes.io/name=callback-receiver"))
 		g.Expect(condition(cr, cbv1.ConditionSinkResolved).Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(condition(cr, controllers.ConditionTokenResolved).Reason).To(Equal(controllers.ReasonTokenFound))
-		// No Deployment controller runs here: the Deployment never becomes available.
-		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(controllers.ReasonUnavailable))
+		// No Deployment controller runs here: the Deployment is never observed, so never available.
+		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(controllers.ReasonRollingOut))
 		g.Expect(condition(cr, cbv1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(condition(cr, cbv1.ConditionReady).Reason).To(Equal(controllers.ReasonUnavailable))
+		g.Expect(condition(cr, cbv1.ConditionReady).Reason).To(Equal(controllers.ReasonRollingOut))
 	}).Should(Succeed())
 
 	// kubectl describe tells the story: one event lists what was created.
@@ -499,10 +502,7 @@ func TestScaleAndAvailability(t *testing.T) {
 	g.Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &appsv1.Deployment{}) }).Should(Succeed())
 
 	// kubectl scale cbr blacklist --replicas=3
-	scale := &autoscalingv1.Scale{}
-	must(t, k8sClient.SubResource("scale").Get(ctx, cr, scale))
-	scale.Spec.Replicas = 3
-	must(t, k8sClient.SubResource("scale").Update(ctx, cr, client.WithSubResourceBody(scale)))
+	scaleTo(g, cr, 3)
 	g.Eventually(func(g Gomega) {
 		g.Expect(*get(g, ns, cr.Name, &appsv1.Deployment{}).Spec.Replicas).To(Equal(int32(3)))
 	}).Should(Succeed())
@@ -545,14 +545,23 @@ func TestScaleAndAvailability(t *testing.T) {
 		g.Expect(condition(cr, cbv1.ConditionAvailable).Message).To(ContainSubstring("0 of 3 receiver pods are ready"))
 	}).Should(Succeed())
 
-	scale = &autoscalingv1.Scale{}
-	must(t, k8sClient.SubResource("scale").Get(ctx, cr, scale))
-	scale.Spec.Replicas = 0
-	must(t, k8sClient.SubResource("scale").Update(ctx, cr, client.WithSubResourceBody(scale)))
+	scaleTo(g, cr, 0)
 	g.Eventually(func(g Gomega) {
 		cr := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
 		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(controllers.ReasonScaledToZero))
 		g.Expect(condition(cr, cbv1.ConditionReady).Message).To(ContainSubstring("kubectl scale cbr blacklist --replicas=1"))
+	}).Should(Succeed())
+}
+
+// scaleTo does what kubectl scale does: read the scale subresource, write it back.
+func scaleTo(g Gomega, cr *cbv1.CallbackReceiver, replicas int32) {
+	g.Eventually(func() error {
+		scale := &autoscalingv1.Scale{}
+		if err := k8sClient.SubResource("scale").Get(context.Background(), cr, scale); err != nil {
+			return err
+		}
+		scale.Spec.Replicas = replicas
+		return k8sClient.SubResource("scale").Update(context.Background(), cr, client.WithSubResourceBody(scale))
 	}).Should(Succeed())
 }
 

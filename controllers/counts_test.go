@@ -28,10 +28,13 @@ import (
 
 const countsToken = "counts-test-token"
 
-// pod is a real receiver, from the receiver package, standing in for a receiver pod: its
-// admin port listens on the pod's own loopback address, as a pod's would on its IP.
+// pod is a real receiver, from the receiver package, standing in for a receiver pod. Its
+// address in the EndpointSlice is podIP (the API server refuses loopback addresses there);
+// the manager's scrapes to it are dialled to the loopback address ip, where its admin port
+// listens, as a pod's would on its IP.
 type pod struct {
 	name, ip string
+	podIP    string
 	r        *receiver.Receiver
 	url      string
 	cancel   context.CancelFunc
@@ -61,7 +64,7 @@ func startPod(t *testing.T, name, ip string, adminPort int, sink string) *pod {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &pod{name: name, ip: ip, r: r, url: "http://" + cb.Addr().String() + "/im/callback", cancel: cancel, done: make(chan error, 1)}
+	p := &pod{name: name, ip: ip, podIP: podIPOf(ip), r: r, url: "http://" + cb.Addr().String() + "/im/callback", cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- r.Serve(ctx, cb, admin) }()
 	t.Cleanup(func() { cancel(); <-p.done })
 	return p
@@ -142,7 +145,7 @@ func setEndpoints(t *testing.T, ns string, terminating map[string]bool, pods ...
 	for _, p := range pods {
 		term := terminating[p.name]
 		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{p.ip},
+			Addresses:  []string{p.podIP},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(!term), Serving: ptr.To(true), Terminating: ptr.To(term)},
 			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: p.name},
 		})
@@ -154,6 +157,24 @@ func setEndpoints(t *testing.T, ns string, terminating map[string]bool, pods ...
 		return
 	}
 	must(t, k8sClient.Create(ctx, slice))
+}
+
+// podIPOf maps 127.0.0.N to 192.0.2.N (TEST-NET-1, never routed).
+func podIPOf(loopback string) string {
+	return "192.0.2." + loopback[strings.LastIndexByte(loopback, '.')+1:]
+}
+
+// dialPods dials 192.0.2.N as 127.0.0.N: the network between the manager and the test's pods.
+func dialPods(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if rest, ok := strings.CutPrefix(host, "192.0.2."); ok {
+		host = "127.0.0." + rest
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, net.JoinHostPort(host, port))
 }
 
 // freeAdminPort finds a port free on the loopback addresses the test's pods use.
@@ -209,7 +230,7 @@ func TestCountsAreExact(t *testing.T) {
 	a := startPod(t, "blacklist-a", ipA, adminPort, sinkSrv.URL)
 	b := startPod(t, "blacklist-b", ipB, adminPort, sinkSrv.URL)
 	setEndpoints(t, ns, nil, a, b)
-	stopManager := startManager(t, ns, managerOptions{adminPort: adminPort, scrapeInterval: 300 * time.Millisecond})
+	stopManager := startManager(t, ns, managerOptions{adminPort: adminPort, scrapeInterval: 300 * time.Millisecond, dial: dialPods})
 
 	tr := &traffic{t: t}
 	expectExact := func(step string) {
@@ -238,7 +259,7 @@ func TestCountsAreExact(t *testing.T) {
 	stopManager()
 	tr.send(a2, 11, 2, 0)
 	tr.send(b, 9, 0, 3)
-	startManager(t, ns, managerOptions{adminPort: adminPort, scrapeInterval: 300 * time.Millisecond})
+	startManager(t, ns, managerOptions{adminPort: adminPort, scrapeInterval: 300 * time.Millisecond, dial: dialPods})
 	expectExact("after a manager restart")
 
 	// Scale down: pod b terminates, is read a last time, and leaves the endpoints.
@@ -255,5 +276,14 @@ func TestCountsAreExact(t *testing.T) {
 		g.Expect(cr.Status.Incarnations).To(HaveLen(1))
 		g.Expect(cr.Status.Incarnations[0].ID).To(Equal(a2.r.Incarnation()))
 		g.Expect(cr.Status.Incarnations[0].Pod).To(Equal("blacklist-a"))
+	}).Should(Succeed())
+
+	// Scale to zero: the totals stay, no incarnation is left.
+	setEndpoints(t, ns, map[string]bool{a2.name: true}, a2)
+	a2.stop(t)
+	setEndpoints(t, ns, nil)
+	expectExact("after scaling to zero")
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, ns, "blacklist", &cbv1.CallbackReceiver{}).Status.Incarnations).To(BeEmpty())
 	}).Should(Succeed())
 }

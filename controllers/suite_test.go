@@ -2,7 +2,10 @@ package controllers_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,7 +13,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,7 +49,10 @@ const testImage = "ghcr.io/imcallback/callback-operator:test"
 // testSinkGVK is a CRD of the tests' own, an Addressable with status.address.url.
 var testSinkGVK = schema.GroupVersionKind{Group: "sinks.test.imcallback.dev", Version: "v1", Kind: "TestSink"}
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
+func TestMain(m *testing.M) {
+	flag.Parse()
+	os.Exit(run(m))
+}
 
 func run(m *testing.M) int {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
@@ -57,7 +62,8 @@ func run(m *testing.M) int {
 	if testing.Verbose() {
 		logf.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr)))
 	} else {
-		logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+		// Failures speak through assertions; a stopping manager's "context canceled" is noise.
+		logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
@@ -87,6 +93,8 @@ func run(m *testing.M) int {
 type managerOptions struct {
 	scrapeInterval time.Duration
 	adminPort      int
+	// dial, when set, is how the scraper reaches pod addresses.
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // startManager runs the operator's controllers, as cmd/manager wires them, for one
@@ -117,9 +125,13 @@ func startManager(t *testing.T, ns string, o managerOptions) (stop func()) {
 	}).SetupWithManager(mgr, 2); err != nil {
 		t.Fatal(err)
 	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if o.dial != nil {
+		transport.DialContext = o.dial
+	}
 	if err := (&counts.Reconciler{
 		Client:    mgr.GetClient(),
-		HTTP:      &http.Client{Timeout: time.Second},
+		HTTP:      &http.Client{Timeout: time.Second, Transport: transport},
 		Interval:  o.scrapeInterval,
 		AdminPort: o.adminPort,
 		Workers:   2,

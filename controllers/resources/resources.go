@@ -279,7 +279,10 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 	env := []*corev1ac.EnvVarApplyConfiguration{
 		corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(corev1ac.EnvVarSource().
 			WithResourceFieldRef(corev1ac.ResourceFieldSelector().
-				WithContainerName(ContainerName).WithResource("limits.memory"))),
+				WithContainerName(ContainerName).WithResource("limits.memory").
+				// Explicit: the API server would default it, and this operator compares
+				// what it applied with what is stored.
+				WithDivisor(resource.MustParse("1")))),
 	}
 	if a := cr.Spec.Auth; a != nil {
 		env = append(env, corev1ac.EnvVar().WithName(TokenEnv).WithValueFrom(corev1ac.EnvVarSource().
