@@ -30,7 +30,7 @@ const countsToken = "counts-test-token"
 
 // pod is a real receiver, from the receiver package, standing in for a receiver pod. Its
 // address in the EndpointSlice is podIP (the API server refuses loopback addresses there);
-// the manager's scrapes to it are dialled to the loopback address ip, where its admin port
+// the manager's scrapes to it are dialed to the loopback address ip, where its admin port
 // listens, as a pod's would on its IP.
 type pod struct {
 	name, ip string
@@ -66,7 +66,12 @@ func startPod(t *testing.T, name, ip string, adminPort int, sink string) *pod {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pod{name: name, ip: ip, podIP: podIPOf(ip), r: r, url: "http://" + cb.Addr().String() + "/im/callback", cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- r.Serve(ctx, cb, admin) }()
-	t.Cleanup(func() { cancel(); <-p.done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-p.done; err != nil {
+			t.Errorf("receiver %s: %v", name, err)
+		}
+	})
 	return p
 }
 

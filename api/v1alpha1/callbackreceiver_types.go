@@ -137,7 +137,7 @@ type SecretKeySelector struct {
 // Destination is where events go: a reference to a Kubernetes object, a URI, or both, in
 // which case the URI is a path relative to the object's address.
 // +kubebuilder:validation:XValidation:rule="has(self.ref) || has(self.uri)",message="set ref, uri or both to say where events go"
-// +kubebuilder:validation:XValidation:rule="has(self.ref) || !has(self.uri) || (isURL(self.uri) && url(self.uri).getScheme() in ['http', 'https'] && url(self.uri).getHostname() != '')",message="uri without ref must be an absolute http or https URL, such as http://sink.chat.svc.cluster.local/events"
+// +kubebuilder:validation:XValidation:rule="has(self.ref) || !has(self.uri) || (isURL(self.uri) && url(self.uri).getScheme() in ['http', 'https'] && url(self.uri).getHostname().size() > 0)",message="uri without ref must be an absolute http or https URL, such as http://sink.chat.svc.cluster.local/events"
 // +kubebuilder:validation:XValidation:rule="!has(self.ref) || !has(self.uri) || (self.uri.startsWith('/') && !self.uri.startsWith('//'))",message="with ref, uri must be a path relative to the ref's address, such as /events"
 type Destination struct {
 	// Ref points at the object events are sent to: a Service (port 80 unless it has exactly
@@ -392,8 +392,4 @@ type CallbackReceiverList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []CallbackReceiver `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&CallbackReceiver{}, &CallbackReceiverList{})
 }

@@ -257,4 +257,3 @@ func stripComments(s string) string {
 	}
 	return b.String()
 }
-
