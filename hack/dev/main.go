@@ -19,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
@@ -34,6 +35,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/imcallback/callback-operator/test/localcluster"
 	"github.com/imcallback/callback-operator/test/nodeagent"
@@ -71,7 +76,7 @@ func main() {
 	fs.StringVar(&c.dir, "dir", ".dev", "state directory: kubeconfig, logs/, pid")
 	fs.StringVar(&c.assets, "assets", os.Getenv("KUBEBUILDER_ASSETS"), "directory of the control-plane binaries (default: hack/control-plane.sh)")
 	fs.StringVar(&c.receiverTag, "receiver-image", "ghcr.io/imcallback/callback-operator:dev", "RECEIVER_IMAGE given to the manager")
-	fs.StringVar(&c.managerArgs, "manager-args", "--leader-elect=false --health-probe-bind-address=127.0.0.1:0 --metrics-bind-address=0", "arguments of bin/manager")
+	fs.StringVar(&c.managerArgs, "manager-args", "", "more arguments of bin/manager (it always gets --kubeconfig, --leader-elect=false, --metrics-bind-address=0, --health-probe-bind-address=127.0.0.1:0)")
 	fs.StringVar(&c.samples, "samples", "config/samples", "kustomization applied once the cluster is up")
 	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the samples")
 	fs.StringVar(&c.receiver, "receiver", "blacklist", "CallbackReceiver of the samples to wait for")
@@ -174,6 +179,9 @@ func run(c config) (err error) {
 			fmt.Print("    " + line[13:])
 		}
 	}
+	logger := logr.FromSlogHandler(slog.NewTextHandler(agentLog, nil))
+	ctrllog.SetLogger(logger) // envtest's
+	klog.SetLogger(logger)    // client-go's
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
 		AssetsDir: c.assets,
 		RepoRoot:  c.root,
@@ -200,11 +208,10 @@ func run(c config) (err error) {
 	}()
 	_ = os.WriteFile(c.path("slot"), []byte(strconv.Itoa(cluster.Slot.Index)+"\n"), 0o644)
 
-	mgr, err := startManager(c, cluster)
-	if err != nil {
+	say("starting bin/manager (RECEIVER_IMAGE=%s, log %s)", c.receiverTag, c.path("logs/manager.log"))
+	if err := cluster.StartManager(filepath.Join(c.root, "bin", "manager"), c.receiverTag, strings.Fields(c.managerArgs)...); err != nil {
 		return err
 	}
-	defer mgr.stop()
 
 	say("applying %s", c.samples)
 	apply := cluster.Kubectl(ctx, "apply", "-n", c.namespace, "-k", filepath.Join(c.root, c.samples))
@@ -214,7 +221,7 @@ func run(c config) (err error) {
 	}
 
 	say("waiting for CallbackReceiver %s/%s to be Ready (manager log: %s)", c.namespace, c.receiver, c.path("logs/manager.log"))
-	obj, err := waitReady(ctx, c, cluster, mgr)
+	obj, err := waitReady(ctx, c, cluster)
 	if err != nil {
 		diagnose(c, cluster)
 		return err
@@ -246,45 +253,7 @@ func run(c config) (err error) {
 	return nil
 }
 
-type manager struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func startManager(c config, cluster *localcluster.Cluster) (*manager, error) {
-	log, err := os.OpenFile(c.path("logs/manager.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	// The slot's copy of the kubeconfig: a sweep after a crash recognises the manager by it.
-	slotConfig := filepath.Join(cluster.Slot.Dir, "kubeconfig")
-	args := append(strings.Fields(c.managerArgs), "--kubeconfig="+slotConfig)
-	cmd := exec.Command(filepath.Join(c.root, "bin", "manager"), args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+slotConfig, "RECEIVER_IMAGE="+c.receiverTag)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Dir = c.root
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	say("starting bin/manager %s (RECEIVER_IMAGE=%s)", strings.Join(args, " "), c.receiverTag)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting bin/manager: %w", err)
-	}
-	m := &manager{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(m.done) }()
-	return m, nil
-}
-
-func (m *manager) stop() {
-	_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-m.done:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
-		<-m.done
-	}
-}
-
-func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster, mgr *manager) (*unstructured.Unstructured, error) {
+func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*unstructured.Unstructured, error) {
 	dyn, err := dynamic.NewForConfig(cluster.Config)
 	if err != nil {
 		return nil, err
@@ -311,7 +280,7 @@ func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster, mgr
 			}
 		}
 		select {
-		case <-mgr.done:
+		case <-cluster.ManagerExited():
 			return nil, fmt.Errorf("bin/manager exited; see %s", c.path("logs/manager.log"))
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -354,7 +323,7 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	svcName, svcNS, _ := strings.Cut(strings.TrimSuffix(u.Hostname(), ".svc.cluster.local"), ".")
 	svc, err := cluster.Client.CoreV1().Services(svcNS).Get(ctx, svcName, metav1.GetOptions{})
 	if err != nil {
-		return "", fmt.Errorf("Service of %s: %w", statusURL, err)
+		return "", fmt.Errorf("reading the Service of %s: %w", statusURL, err)
 	}
 	hostPort := svc.Spec.ClusterIP
 	if p := u.Port(); p != "" && p != "80" {
@@ -467,7 +436,10 @@ func up(c config) error {
 		case err := <-exited:
 			b, _ := os.ReadFile(logPath)
 			fmt.Fprint(os.Stderr, string(b))
-			return fmt.Errorf("the local cluster did not come up (%v); log above and in %s", err, logPath)
+			if err == nil {
+				err = errors.New("it exited")
+			}
+			return fmt.Errorf("the local cluster did not come up (%w); log above and in %s", err, logPath)
 		case <-time.After(300 * time.Millisecond):
 		}
 	}

@@ -3,12 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -56,7 +56,10 @@ func newNamespace(t *testing.T, prefix string) string {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("still there (%v)", err)
+			if err != nil {
+				return err
+			}
+			return errors.New("still there")
 		})
 	})
 	return name
@@ -197,14 +200,4 @@ func readLog(t *testing.T, ns, pod, container string) string {
 		t.Fatalf("log of %s/%s/%s: %v", ns, pod, container, err)
 	}
 	return string(b)
-}
-
-func countLines(s, substr string) int {
-	n := 0
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			n++
-		}
-	}
-	return n
 }

@@ -7,12 +7,17 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/imcallback/callback-operator/test/localcluster"
 	"github.com/imcallback/callback-operator/test/nodeagent"
@@ -22,6 +27,9 @@ import (
 const (
 	podappImage   = "example.com/e2e/podapp:test"
 	demosinkImage = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display"
+	// receiverImage is the manager's RECEIVER_IMAGE; its repository maps to binDir, which
+	// holds the receiver built from ./cmd/receiver.
+	receiverImage = "ghcr.io/imcallback/callback-operator:e2e"
 )
 
 var (
@@ -70,16 +78,21 @@ func runMain(m *testing.M) (code int) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(agentLog, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
 	}
+	// envtest and client-go log through controller-runtime's logger and klog.
+	logger := logr.FromSlogHandler(slog.NewTextHandler(agentLog, nil))
+	ctrllog.SetLogger(logger)
+	klog.SetLogger(logger)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start := time.Now()
 	cluster, err = localcluster.Start(ctx, localcluster.Options{
 		RepoRoot: root,
-		WorkDir:  workDir,
+		WorkDir: workDir,
 		Images: nodeagent.ImageMap{
-			nodeagent.NormalizeImage(strings.Split(podappImage, ":")[0]): binDir,
-			demosinkImage: filepath.Join(binDir, "demosink"),
+			repository(podappImage):   binDir,
+			repository(receiverImage): binDir,
+			demosinkImage:             filepath.Join(binDir, "demosink"),
 		},
 		Logf: logf,
 	})
@@ -88,6 +101,11 @@ func runMain(m *testing.M) (code int) {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "e2e: local cluster (slot %d) up in %s\n", cluster.Slot.Index, time.Since(start).Round(time.Millisecond))
+	if err := cluster.StartManager(filepath.Join(binDir, "manager"), receiverImage); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		_ = cluster.Stop()
+		return 1
+	}
 
 	code = m.Run()
 
@@ -117,13 +135,23 @@ func buildPrograms(root, dir string) error {
 	for name, pkg := range map[string]string{
 		"podapp":   "./test/e2e/podapp",
 		"demosink": "./hack/demosink",
+		"manager":  "./cmd/manager",
+		"receiver": "./cmd/receiver",
 	} {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 	}
 	return nil
+}
+
+// repository is an image reference without its tag.
+func repository(image string) string {
+	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
+		return image[:i]
+	}
+	return image
 }

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -116,8 +117,14 @@ func TestLocalClusterRunsDeploymentPods(t *testing.T) {
 		if r.UID != 65532 {
 			t.Errorf("pod %s: runs as uid %d, want 65532 (runAsUser)", p.Name, r.UID)
 		}
-		if log := readLog(t, ns, p.Name, "app"); !strings.Contains(log, fmt.Sprintf("podapp: pid %d uid 65532", r.PID)) {
+		startLine := fmt.Sprintf("podapp: pid %d uid 65532", r.PID)
+		if log := readLog(t, ns, p.Name, "app"); !strings.Contains(log, startLine) {
 			t.Errorf("pod %s: log file lacks the start line: %q", p.Name, log)
+		}
+		// kubectl logs reaches the node agent through the API server, as it reaches a kubelet.
+		out, err := cluster.Kubectl(ctx, "logs", "-n", ns, p.Name, "--tail=5").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), startLine) {
+			t.Errorf("kubectl logs %s: %v: %s", p.Name, err, out)
 		}
 	}
 
@@ -250,8 +257,11 @@ func TestLocalClusterRestartsContainers(t *testing.T) {
 		var first int
 		eventually(t, 30*time.Second, name+": first run ready", func() error {
 			p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-			if err != nil || !podReady(p) {
-				return fmt.Errorf("not ready (%v)", err)
+			if err != nil {
+				return err
+			}
+			if !podReady(p) {
+				return errors.New("not ready")
 			}
 			var r podappReport
 			if err := getJSON("http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", &r); err != nil {

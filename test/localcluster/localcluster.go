@@ -88,6 +88,8 @@ type Cluster struct {
 	agentDone  chan error
 	closeLogs  []io.Closer
 	slotConfig string
+	manager    *exec.Cmd
+	managerEnd chan struct{}
 }
 
 // Start brings up the cluster; Stop tears it down. On error everything started is stopped.
@@ -281,10 +283,62 @@ func (c *Cluster) tail(name string) string {
 	return strings.Join(lines, "\n")
 }
 
-// Stop stops the node agent (and every pod's processes), kube-controller-manager, the API
-// server and etcd, and removes everything the cluster made on the host except WorkDir.
+// StartManager runs the operator's manager (bin/manager) against the cluster, with
+// leader election, the metrics endpoint and a fixed health port off (several clusters may run
+// on this machine), args appended, and RECEIVER_IMAGE set to receiverImage. Its output goes
+// to manager.log in LogDir. Stop stops it first.
+func (c *Cluster) StartManager(binary, receiverImage string, args ...string) error {
+	if c.manager != nil {
+		return errors.New("the manager is already running")
+	}
+	log, err := c.logFile("manager.log")
+	if err != nil {
+		return err
+	}
+	// The slot's copy of the kubeconfig, so that a sweep after a crash recognizes the manager.
+	all := append([]string{"--kubeconfig=" + c.slotConfig, "--leader-elect=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"}, args...)
+	cmd := exec.Command(binary, all...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.slotConfig, "RECEIVER_IMAGE="+receiverImage)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", binary, err)
+	}
+	c.logf("local cluster: manager %s %s (RECEIVER_IMAGE=%s)", binary, strings.Join(all, " "), receiverImage)
+	c.manager, c.managerEnd = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(c.managerEnd) }()
+	return nil
+}
+
+// ManagerExited is closed when the manager exits (nil before StartManager).
+func (c *Cluster) ManagerExited() <-chan struct{} { return c.managerEnd }
+
+// StopManager stops the manager: SIGTERM, SIGKILL after 15s.
+func (c *Cluster) StopManager() {
+	if c.manager == nil {
+		return
+	}
+	stopProcess(c.manager, c.managerEnd, 15*time.Second)
+	c.manager = nil
+}
+
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Stop stops the manager, the node agent (and every pod's processes),
+// kube-controller-manager, the API server and etcd, and removes everything the cluster made
+// on the host except WorkDir.
 func (c *Cluster) Stop() error {
 	var errs []error
+	c.StopManager()
 	if c.stopAgent != nil {
 		c.stopAgent()
 		if err := <-c.agentDone; err != nil {
@@ -293,13 +347,7 @@ func (c *Cluster) Stop() error {
 		c.stopAgent = nil
 	}
 	if c.kcm != nil {
-		_ = syscall.Kill(-c.kcm.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-c.kcmDone:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-c.kcm.Process.Pid, syscall.SIGKILL)
-			<-c.kcmDone
-		}
+		stopProcess(c.kcm, c.kcmDone, 10*time.Second)
 		c.kcm = nil
 	}
 	if c.env != nil {

@@ -148,6 +148,13 @@ func (a *Agent) Run(ctx context.Context, ready func()) error {
 			a.logf("removing the pod network: %v", err)
 		}
 	}()
+	apiCtx, stopAPI := context.WithCancel(context.Background())
+	apiDone, err := a.serveKubeletAPI(apiCtx)
+	if err != nil {
+		stopAPI()
+		return err
+	}
+	defer func() { stopAPI(); <-apiDone }()
 	if err := a.registerNode(ctx); err != nil {
 		return err
 	}
@@ -337,10 +344,12 @@ func (a *Agent) nodeStatus(ready bool) corev1.NodeStatus {
 			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", "node agent does not track PID pressure"),
 			readyCond,
 		},
+		// Only the InternalIP: the API server would prefer a Hostname address for reaching
+		// the kubelet API (kubectl logs), and the node's name does not resolve.
 		Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: a.net.slot.Gateway().String()},
-			{Type: corev1.NodeHostName, Address: a.opts.NodeName},
 		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: KubeletPort}},
 		NodeInfo: corev1.NodeSystemInfo{
 			KubeletVersion:          "v1.37.2",
 			ContainerRuntimeVersion: "nodeagent://0.1.0",

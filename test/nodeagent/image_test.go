@@ -80,7 +80,7 @@ func TestImageMapResolve(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.Path != tc.wantPath || !reflect.DeepEqual(p.Args, tc.wantArgs) && !(len(p.Args) == 0 && len(tc.wantArgs) == 0) {
+			if p.Path != tc.wantPath || (!reflect.DeepEqual(p.Args, tc.wantArgs) && (len(p.Args) != 0 || len(tc.wantArgs) != 0)) {
 				t.Errorf("Resolve = %q %q, want %q %q", p.Path, p.Args, tc.wantPath, tc.wantArgs)
 			}
 		})

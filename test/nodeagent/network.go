@@ -170,14 +170,14 @@ func (s *Slot) Sweep() error {
 	killAndWait(pids, 10*time.Second)
 	for _, ns := range names {
 		if out, err := exec.Command("ip", "netns", "delete", ns).CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("ip netns delete %s: %v: %s", ns, err, bytes.TrimSpace(out)))
+			errs = append(errs, fmt.Errorf("ip netns delete %s: %w: %s", ns, err, bytes.TrimSpace(out)))
 		}
 	}
 	links, err := s.linkNames()
 	errs = append(errs, err)
 	for _, l := range links {
 		if out, err := exec.Command("ip", "link", "delete", l).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
-			errs = append(errs, fmt.Errorf("ip link delete %s: %v: %s", l, err, bytes.TrimSpace(out)))
+			errs = append(errs, fmt.Errorf("ip link delete %s: %w: %s", l, err, bytes.TrimSpace(out)))
 		}
 	}
 	dirs, _ := filepath.Glob(filepath.Join(NetnsDir, s.Prefix()+"-*"))
@@ -304,7 +304,7 @@ func processAlive(pid int) bool {
 	return true
 }
 
-// hostLock serialises network changes of all agents on this machine: `ip netns add` sets up
+// hostLock serializes network changes of all agents on this machine: `ip netns add` sets up
 // /run/netns on first use, which is not safe to do concurrently.
 var hostLock sync.Mutex
 
@@ -325,7 +325,7 @@ func withHostLock(fn func() error) error {
 func ip(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}
 	return nil
 }

@@ -221,12 +221,6 @@ func (w *podWorker) run(ctx context.Context) {
 	w.logf("stopped and deleted")
 }
 
-func (w *podWorker) isTerminating() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.terminating
-}
-
 func (w *podWorker) deadline() time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -498,7 +492,7 @@ func (w *podWorker) podGrace() time.Duration {
 }
 
 // stop runs the preStop hook, sends SIGTERM, and SIGKILL once deadline (which may move
-// earlier, as the kubelet honours a shorter grace period of a second delete) has passed.
+// earlier, as the kubelet honors a shorter grace period of a second delete) has passed.
 func (c *container) stop(p *process, deadline time.Time) {
 	if h := c.spec.Lifecycle; h != nil && h.PreStop != nil {
 		hookCtx, cancel := context.WithDeadline(context.Background(), deadline)
@@ -569,10 +563,9 @@ func (c *container) nextBackoff(term *corev1.ContainerStateTerminated) time.Dura
 		c.backoff = 0
 	}
 	d := c.backoff
-	switch {
-	case c.backoff == 0:
+	if c.backoff == 0 {
 		c.backoff = restartBackoffBase
-	default:
+	} else {
 		c.backoff = min(2*c.backoff, restartBackoffMax)
 	}
 	return d
@@ -801,7 +794,7 @@ func (w *podWorker) computeStatusLocked(base *corev1.Pod) corev1.PodStatus {
 		st.ContainerStatuses = append(st.ContainerStatuses, c.statusLocked())
 	}
 
-	sandboxReady := w.sb != nil && !(w.phase != "" && w.terminating)
+	sandboxReady := w.sb != nil && (w.phase == "" || !w.terminating)
 	w.setConditionLocked(corev1.PodReadyToStartContainers, sandboxReady, "", "")
 	if w.initDone || len(w.inits) == 0 {
 		w.setConditionLocked(corev1.PodInitialized, true, "", "")

@@ -298,7 +298,7 @@ func (c *container) exec(ctx context.Context, command []string) error {
 	argv := commandLine(netns, cr, command)
 	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("command %q: %v: %s", strings.Join(command, " "), err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("command %q: %w: %s", strings.Join(command, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func startProcess(argv, env []string, dir string, log *os.File) (*process, error
 	cmd.Dir = dir
 	cmd.Stdout = log
 	cmd.Stderr = log
-	// Own process group, so the whole container is signalled and a Ctrl-C on the terminal
+	// Own process group, so the whole container is signaled and a Ctrl-C on the terminal
 	// reaches the agent only; killed with the agent if it dies.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -139,14 +139,5 @@ func (p *process) kill(sig syscall.Signal) {
 	case <-p.done:
 	default:
 		_ = syscall.Kill(-p.pid(), sig)
-	}
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
 	}
 }
