@@ -88,7 +88,7 @@ func runMain(m *testing.M) (code int) {
 	start := time.Now()
 	cluster, err = localcluster.Start(ctx, localcluster.Options{
 		RepoRoot: root,
-		WorkDir: workDir,
+		WorkDir:  workDir,
 		Images: nodeagent.ImageMap{
 			repository(podappImage):   binDir,
 			repository(receiverImage): binDir,
