@@ -80,6 +80,7 @@ test: verify-generated vet lint control-plane ## Everything: generation check, v
 bench: build control-plane ## Benchmarks: receiver under load against bare net/http, handler allocations, controller at scale.
 	hack/bench-receiver.sh
 	go test -run='^$$' -bench=. -benchmem ./receiver/...
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/bench-controller --manager=bin/manager
 
 ##@ Build
 
