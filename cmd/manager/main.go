@@ -35,6 +35,7 @@ func init() {
 
 type options struct {
 	metricsAddr, probeAddr  string
+	pprofAddr               string
 	metricsSecure           bool
 	leaderElect             bool
 	leaderElectionNamespace string
@@ -52,6 +53,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; 0 turns it off.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of net/http/pprof (/debug/pprof/), unauthenticated: keep it on localhost; empty turns it off.")
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS, to callers the API server authenticates and authorizes.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader, so that only one manager of several writes at a time.")
@@ -110,6 +112,7 @@ func run(o options) error {
 		Scheme:                  scheme,
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "callback-operator.callbacks.imcallback.dev",
 		LeaderElectionNamespace: o.leaderElectionNamespace,
