@@ -36,10 +36,11 @@ const (
 // podWorker runs one pod: its network sandbox, init containers, containers, probes and
 // status, and its graceful termination.
 type podWorker struct {
-	a    *Agent
-	uid  types.UID
-	key  string // namespace/name
-	done chan struct{}
+	a               *Agent
+	uid             types.UID
+	namespace, name string
+	key             string // namespace/name
+	done            chan struct{}
 
 	updates  chan struct{} // a newer pod or its deletion is in pod/deleted
 	statusCh chan struct{} // status changed
@@ -63,6 +64,8 @@ func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
 	w := &podWorker{
 		a:         a,
 		uid:       pod.UID,
+		namespace: pod.Namespace,
+		name:      pod.Name,
 		key:       pod.Namespace + "/" + pod.Name,
 		done:      make(chan struct{}),
 		updates:   make(chan struct{}, 1),
@@ -82,7 +85,10 @@ func newPodWorker(a *Agent, pod *corev1.Pod) *podWorker {
 
 func (w *podWorker) update(pod *corev1.Pod) {
 	w.mu.Lock()
-	w.pod = pod
+	// The informer may deliver a version older than one a status update returned.
+	if !olderThan(pod, w.pod) {
+		w.pod = pod
+	}
 	w.mu.Unlock()
 	signal(w.updates)
 }
@@ -211,7 +217,7 @@ func (w *podWorker) run(ctx context.Context) {
 	stopStatus()
 	<-statusDone
 	zero := int64(0)
-	err := w.a.client.CoreV1().Pods(w.pod.Namespace).Delete(context.Background(), w.pod.Name, metav1.DeleteOptions{
+	err := w.a.client.CoreV1().Pods(w.namespace).Delete(context.Background(), w.name, metav1.DeleteOptions{
 		GracePeriodSeconds: &zero,
 		Preconditions:      &metav1.Preconditions{UID: &w.uid},
 	})
@@ -231,15 +237,12 @@ func (w *podWorker) deadline() time.Time {
 // ctx ends (termination) or every container finished for good.
 func (w *podWorker) live(ctx context.Context) {
 	for attempt := 0; ; attempt++ {
-		w.mu.Lock()
-		ns := w.pod.Namespace
-		w.mu.Unlock()
-		sb, err := w.a.net.createSandbox(ns)
+		sb, err := w.a.net.createSandbox(w.namespace)
 		if err == nil {
 			w.mu.Lock()
 			w.sb, w.sandboxErr = sb, ""
 			w.mu.Unlock()
-			w.a.registerSandbox(w.uid, ns, w.podSnapshot().Name, sb)
+			w.a.registerSandbox(w.uid, w.namespace, w.name, sb)
 			w.logf("sandbox %s, address %s", sb.Netns, sb.IP)
 			break
 		}
