@@ -223,6 +223,9 @@ func run(c config) (err error) {
 	say("waiting for CallbackReceiver %s/%s to be Ready (manager log: %s)", c.namespace, c.receiver, c.path("logs/manager.log"))
 	obj, err := waitReady(ctx, c, cluster)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while waiting: just tear down
+		}
 		diagnose(c, cluster)
 		return err
 	}
