@@ -43,6 +43,16 @@ func applyChild[T client.Object, A namedApply](ctx context.Context, c client.Cli
 	return action, nil
 }
 
+// fromApplied converts an apply configuration that Apply filled with the API server's
+// response into the object it describes.
+func fromApplied(ac any, into client.Object) error {
+	b, err := json.Marshal(ac)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
+}
+
 // sameJSON compares two apply configurations as the API server would see them.
 func sameJSON(a, b any) bool {
 	ja, err1 := json.Marshal(a)

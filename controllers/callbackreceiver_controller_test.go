@@ -274,7 +274,6 @@ func TestDeploymentAndServiceFollowTheSpec(t *testing.T) {
 		{"back to one replica", func(s *cbv1.CallbackReceiverSpec) { s.Replicas = ptr.To(int32(1)) },
 			func(g Gomega, d *appsv1.Deployment, _ *corev1.Service) {
 				g.Expect(*d.Spec.Replicas).To(Equal(int32(1)))
-				g.Expect(d.Spec.Template.Spec.TopologySpreadConstraints).To(BeEmpty())
 				err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "blacklist"}, &policyv1.PodDisruptionBudget{})
 				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "the budget is deleted: %v", err)
 			}},

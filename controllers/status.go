@@ -51,10 +51,16 @@ func (r *CallbackReceiverReconciler) setSinkCondition(cr *cbv1.CallbackReceiver,
 }
 
 // setAvailable reads the Deployment's own status: replicas, ready replicas, availability.
-func (r *CallbackReceiverReconciler) setAvailable(ctx context.Context, cr *cbv1.CallbackReceiver) error {
+// applied, when not nil, is the Deployment as this reconcile just applied it, fresher than
+// the cache.
+func (r *CallbackReceiverReconciler) setAvailable(ctx context.Context, cr *cbv1.CallbackReceiver, applied *appsv1.Deployment) error {
 	c := metav1.Condition{Type: cbv1.ConditionAvailable, ObservedGeneration: cr.Generation, Status: metav1.ConditionFalse}
-	d := &appsv1.Deployment{}
-	err := r.Client.Get(ctx, client.ObjectKeyFromObject(cr), d)
+	d := applied
+	var err error
+	if d == nil {
+		d = &appsv1.Deployment{}
+		err = r.Client.Get(ctx, client.ObjectKeyFromObject(cr), d)
+	}
 	switch {
 	case client.IgnoreNotFound(err) != nil:
 		return err

@@ -308,14 +308,13 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 			WithRunAsGroup(RunAsUser).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 		WithContainers(container)
-	if Replicas(cr) > 1 {
-		// Spread the pods over nodes, so one node's loss does not take every receiver.
-		podSpec.WithTopologySpreadConstraints(corev1ac.TopologySpreadConstraint().
-			WithMaxSkew(1).
-			WithTopologyKey(corev1.LabelHostname).
-			WithWhenUnsatisfiable(corev1.ScheduleAnyway).
-			WithLabelSelector(metav1ac.LabelSelector().WithMatchLabels(SelectorLabels(cr))))
-	}
+	// Spread the pods over nodes, so one node's loss does not take every receiver. Set
+	// whatever the replicas, so that scaling does not change the pod template (a rollout).
+	podSpec.WithTopologySpreadConstraints(corev1ac.TopologySpreadConstraint().
+		WithMaxSkew(1).
+		WithTopologyKey(corev1.LabelHostname).
+		WithWhenUnsatisfiable(corev1.ScheduleAnyway).
+		WithLabelSelector(metav1ac.LabelSelector().WithMatchLabels(SelectorLabels(cr))))
 	template.WithSpec(podSpec)
 
 	return appsv1ac.Deployment(cr.Name, cr.Namespace).

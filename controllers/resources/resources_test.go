@@ -92,8 +92,8 @@ func TestDeployment(t *testing.T) {
 	}{
 		{"one replica, no auth", nil, params, func(t *testing.T, d *appsv1.Deployment) {
 			c := d.Spec.Template.Spec.Containers[0]
-			if *d.Spec.Replicas != 1 || len(d.Spec.Template.Spec.TopologySpreadConstraints) != 0 {
-				t.Errorf("replicas %d, spread %v", *d.Spec.Replicas, d.Spec.Template.Spec.TopologySpreadConstraints)
+			if *d.Spec.Replicas != 1 {
+				t.Errorf("replicas %d", *d.Spec.Replicas)
 			}
 			if c.Image != params.Image {
 				t.Errorf("image %q", c.Image)
@@ -176,6 +176,18 @@ func TestDeployment(t *testing.T) {
 			}
 			c.check(t, d)
 		})
+	}
+}
+
+// TestScalingDoesNotRollThePods: only spec.replicas differs between scales, so a scale is
+// never a rollout.
+func TestScalingDoesNotRollThePods(t *testing.T) {
+	one, three := base(), base()
+	three.Spec.Replicas = ptr.To(int32(3))
+	a, _ := json.Marshal(decode[appsv1.Deployment](t, Deployment(one, params)).Spec.Template)
+	b, _ := json.Marshal(decode[appsv1.Deployment](t, Deployment(three, params)).Spec.Template)
+	if string(a) != string(b) {
+		t.Fatalf("the pod template changes with the replicas:\n%s\n%s", a, b)
 	}
 }
 
