@@ -51,7 +51,7 @@ func TestDeliveryRetryPolicy(t *testing.T) {
 		status   int
 		attempts int // with retry = 2
 	}{
-		{400, 1}, {401, 1}, {403, 1}, {410, 1}, {413, 1}, {422, 1},
+		{301, 1}, {307, 1}, {400, 1}, {401, 1}, {403, 1}, {410, 1}, {413, 1}, {422, 1},
 		{404, 3}, {408, 3}, {409, 3}, {429, 3}, {500, 3}, {502, 3}, {503, 3}, {504, 3},
 	} {
 		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {

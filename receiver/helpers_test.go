@@ -98,7 +98,7 @@ type running struct {
 	done          chan error
 }
 
-func start(t *testing.T, cfg Config) *running {
+func start(t testing.TB, cfg Config) *running {
 	t.Helper()
 	r := newReceiver(t, cfg)
 	cb, err := net.Listen("tcp", "127.0.0.1:0")
@@ -129,7 +129,7 @@ func start(t *testing.T, cfg Config) *running {
 
 // stop cancels Serve and returns its result. Like the manager, it scrapes /metrics once
 // after the drain when the receiver was scraped before (the receiver waits for that).
-func (rr *running) stop(t *testing.T) error {
+func (rr *running) stop(t testing.TB) error {
 	t.Helper()
 	rr.cancel()
 	timeout := time.After(30 * time.Second)

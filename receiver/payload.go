@@ -276,16 +276,15 @@ func memberKey(b []byte, key span, escaped bool) []byte {
 // stringEquals reports whether the JSON string token at sp decodes to want.
 func stringEquals(b []byte, sp span, want string) bool {
 	raw := b[sp.start+1 : sp.end-1]
-	if string(raw) == want {
-		return true
-	}
 	for _, c := range raw {
-		if c == '\\' {
+		// Escapes and non-ASCII (possibly invalid UTF-8, which decoders replace) take the
+		// decoder's path, so the comparison agrees with what a consumer decodes.
+		if c == '\\' || c >= 0x80 {
 			var s string
 			return json.Unmarshal(b[sp.start:sp.end], &s) == nil && s == want
 		}
 	}
-	return false
+	return string(raw) == want
 }
 
 // nonEmptyString reports whether sp is a string token holding at least one character (an

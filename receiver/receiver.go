@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/imcallback/callback-operator/internal/version"
@@ -36,11 +37,12 @@ type Receiver struct {
 	log         *slog.Logger
 	now         func() time.Time
 	sdkAppID    string // cfg.SdkAppID in decimal, as IM sends it
-	source      string // CloudEvent source
+	sourceRef   types.URIRef      // CloudEvent source
+	eventTypes  map[string]string // CloudEvent type per selected command
 	incarnation string
 
 	sinkURL, dlsURL *url.URL
-	client          *http.Client
+	transport       *http.Transport
 	bindingCtx      context.Context // tells the SDK to encode in binary mode
 
 	queue    chan *item
@@ -88,7 +90,11 @@ func New(cfg Config) (*Receiver, error) {
 		bodySkew:     skewBody(cfg.MaxClockSkew),
 		finalScrape:  make(chan struct{}),
 	}
-	r.source = "/tencentcloud/im/" + r.sdkAppID
+	r.sourceRef = types.URIRef{URL: url.URL{Path: "/tencentcloud/im/" + r.sdkAppID}}
+	r.eventTypes = make(map[string]string, len(cfg.Commands))
+	for _, c := range cfg.Commands {
+		r.eventTypes[c] = EventTypePrefix + c
+	}
 	var err error
 	if r.sinkURL, err = url.Parse(cfg.Sink); err != nil {
 		return nil, err
@@ -98,7 +104,7 @@ func New(cfg Config) (*Receiver, error) {
 			return nil, err
 		}
 	}
-	r.client = &http.Client{Transport: newTransport(cfg.Workers)}
+	r.transport = newTransport(cfg.Workers)
 	if cfg.TLSCertFile != "" {
 		if r.certs, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, r.log); err != nil {
 			return nil, err
@@ -178,6 +184,9 @@ func (r *Receiver) Run(ctx context.Context) error {
 //
 // Serve closes both listeners. It may be called once.
 func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) error {
+	if callbacks == nil {
+		return errors.New("receiver: Serve needs a callbacks listener")
+	}
 	if !r.served.CompareAndSwap(false, true) {
 		return errors.New("receiver: Serve called more than once")
 	}
@@ -299,7 +308,7 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 			_ = adm.Close()
 		}
 	}
-	r.client.CloseIdleConnections()
+	r.transport.CloseIdleConnections()
 
 	failed := r.failedCount.Load()
 	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", failed))

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imcallback/callback-operator/receiver"
+)
+
+// The test binary doubles as the receiver when this variable is set (see TestMain).
+const beReceiver = "RECEIVER_TEST_BE_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(beReceiver) == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func TestFlagsDefaults(t *testing.T) {
+	cfg, opts, err := parseFlags([]string{"--sdkappid", "1400000001", "--path", "/im/callback", "--sink", "http://127.0.0.1:8081"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := receiver.DefaultConfig()
+	want.SdkAppID, want.Path, want.Sink = 1400000001, "/im/callback", "http://127.0.0.1:8081"
+	if cfg.SdkAppID != want.SdkAppID || cfg.Path != want.Path || cfg.Sink != want.Sink ||
+		strings.Join(cfg.Commands, ",") != "Sns.CallbackBlackListDelete" || cfg.Retry != 3 || cfg.BackoffPolicy != "exponential" ||
+		cfg.BackoffDelay != 200*time.Millisecond || cfg.DeliveryTimeout != time.Second || cfg.QueueSize != 10000 ||
+		cfg.MaxBodyBytes != 1<<20 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
+		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version {
+		t.Errorf("defaults differ from design.md: %+v", cfg)
+	}
+}
+
+func TestFlagsAll(t *testing.T) {
+	cfg, _, err := parseFlags(strings.Fields(`--sdkappid=7 --path=/cb --commands=Sns.CallbackFriendAdd,,Sns.CallbackFriendDelete
+		--sink=https://sink.example/e --dead-letter-sink=http://dlq --retry=0 --backoff-policy=linear --backoff-delay=1s
+		--delivery-timeout=3s --queue-size=5 --workers=2 --max-body-bytes=2Ki --max-clock-skew=30s --listen=:1 --admin-listen=:2
+		--tls-cert-file=c --tls-key-file=k --shutdown-delay=0s --shutdown-timeout=9s --log-level=debug`), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.SdkAppID != 7 || cfg.Path != "/cb" || strings.Join(cfg.Commands, "|") != "Sns.CallbackFriendAdd|Sns.CallbackFriendDelete" ||
+		cfg.Sink != "https://sink.example/e" || cfg.DeadLetterSink != "http://dlq" || cfg.Retry != 0 || cfg.BackoffPolicy != "linear" ||
+		cfg.BackoffDelay != time.Second || cfg.DeliveryTimeout != 3*time.Second || cfg.QueueSize != 5 || cfg.Workers != 2 ||
+		cfg.MaxBodyBytes != 2048 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
+		cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.ShutdownDelay != 0 || cfg.ShutdownTimeout != 9*time.Second {
+		t.Errorf("flags not applied: %+v", cfg)
+	}
+}
+
+func TestNoTokenFlag(t *testing.T) {
+	if _, _, err := parseFlags([]string{"--token=x"}, io.Discard); err == nil {
+		t.Fatal("a --token flag exists; the token must only come from IM_CALLBACK_TOKEN")
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--version"}, os.Getenv, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "receiver ") {
+		t.Errorf("--version: %d %q", code, out.String())
+	}
+	if code := run([]string{"--no-such-flag"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+		t.Errorf("bad flag: exit %d, want 2", code)
+	}
+	errOut.Reset()
+	if code := run([]string{"--sdkappid=1", "--path=im"}, os.Getenv, io.Discard, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "must be absolute") || !strings.Contains(errOut.String(), "sink is required") {
+		t.Errorf("invalid config: exit %d, log %s", code, errOut.String())
+	}
+	if code := run([]string{"--max-body-bytes=1MB"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+		t.Errorf("bad size: exit %d, want 2", code)
+	}
+}
+
+// process is the receiver binary running as a child.
+type process struct {
+	cmd      *exec.Cmd
+	mu       sync.Mutex
+	logs     bytes.Buffer
+	listen   chan string
+	exitCode chan int
+}
+
+func startProcess(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", "--sdkappid=1400000001", "--path=/im/callback", "--shutdown-delay=0s", "--backoff-delay=1ms", "--retry=1"}, args...)...)
+	cmd.Env = append(os.Environ(), append(env, beReceiver+"=1")...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, listen: make(chan string, 1), exitCode: make(chan int, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			var l struct{ Msg, Listen string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "receiver starting" {
+				p.listen <- l.Listen
+			}
+		}
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			p.exitCode <- 0
+		case errors.As(err, &ee):
+			p.exitCode <- ee.ExitCode()
+		default:
+			p.exitCode <- -1
+		}
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return p
+}
+
+func (p *process) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+func (p *process) addr(t *testing.T) string {
+	select {
+	case a := <-p.listen:
+		return a
+	case code := <-p.exitCode:
+		t.Fatalf("receiver exited with %d:\n%s", code, p.log())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("receiver did not start:\n%s", p.log())
+	}
+	return ""
+}
+
+func (p *process) terminate(t *testing.T) int {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-p.exitCode:
+		return code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("receiver did not exit after SIGTERM:\n%s", p.log())
+		return -1
+	}
+}
+
+const blackListDelete = `{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"id","To_Account":"id1"}]}`
+
+func sendCallback(t *testing.T, addr, rawQuery string) int {
+	resp, err := http.Post("http://"+addr+"/im/callback?"+rawQuery, "application/json", strings.NewReader(blackListDelete))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestProcessDeliversAndExitsZero: standalone, unauthenticated (and says so once), SIGTERM
+// drains and exits 0.
+func TestProcessDeliversAndExitsZero(t *testing.T) {
+	got := make(chan string, 10)
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- string(b)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer sink.Close()
+	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+sink.URL)
+	addr := p.addr(t)
+	if code := sendCallback(t, addr, "SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete"); code != 200 {
+		t.Fatalf("callback: %d", code)
+	}
+	if b := <-got; b != blackListDelete {
+		t.Errorf("sink got %s", b)
+	}
+	if code := p.terminate(t); code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, p.log())
+	}
+	if n := strings.Count(p.log(), "callbacks are NOT authenticated"); n != 1 {
+		t.Errorf("unauthenticated warning logged %d times, want once:\n%s", n, p.log())
+	}
+}
+
+// TestProcessUndeliveredExitsOne: the sink refuses the event and there is no dead-letter
+// sink: the event is logged whole and the process exits 1. The token never shows in logs.
+func TestProcessUndeliveredExitsOne(t *testing.T) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+	}))
+	defer sink.Close()
+	const token = "s3cr3t-token-value"
+	p := startProcess(t, []string{"IM_CALLBACK_TOKEN=" + token + "\n"}, "--sink="+sink.URL)
+	addr := p.addr(t)
+	rt := time.Now().Unix()
+	q := "SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete&RequestTime=" + itoa(rt) + "&Sign=" + receiver.Sign(token, itoa(rt))
+	if code := sendCallback(t, addr, q); code != 200 {
+		t.Fatalf("signed callback (token read from the environment, trailing newline trimmed): %d\n%s", code, p.log())
+	}
+	if code := sendCallback(t, addr, "SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete"); code != 401 {
+		t.Fatalf("unsigned callback: %d, want 401", code)
+	}
+	if code := p.terminate(t); code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, p.log())
+	}
+	logs := p.log()
+	if !strings.Contains(logs, `"msg":"event not delivered"`) || !strings.Contains(logs, `"To_Account":"id1"`) {
+		t.Errorf("undelivered event not logged whole:\n%s", logs)
+	}
+	if strings.Contains(logs, token) || strings.Contains(logs, "NOT authenticated") {
+		t.Errorf("token leaked or wrong warning:\n%s", logs)
+	}
+}
+
+func itoa(n int64) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}

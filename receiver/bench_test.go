@@ -1,0 +1,139 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+)
+
+// benchWriter is a ResponseWriter that costs nothing, so the handler's own allocations show.
+type benchWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) WriteHeader(code int)        { w.code = code }
+func (w *benchWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// rewindBody is a request body that can be replayed.
+type rewindBody struct{ bytes.Reader }
+
+func (*rewindBody) Close() error { return nil }
+
+func benchRequest(rawQuery, body string) (*http.Request, *rewindBody) {
+	rb := &rewindBody{}
+	rb.Reset([]byte(body))
+	req := (&http.Request{
+		Method: http.MethodPost, URL: &url.URL{Path: testPath, RawQuery: rawQuery},
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: rb, ContentLength: int64(len(body)), RemoteAddr: "192.0.2.1:1234",
+	}).WithContext(context.Background())
+	return req, rb
+}
+
+func benchHandler(b *testing.B, rawQuery, body string, wantCode int, accepted bool) {
+	cfg := testConfig("http://127.0.0.1:1")
+	r := newReceiver(b, cfg)
+	h := r.Handler()
+	req, rb := benchRequest(rawQuery, body)
+	w := &benchWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		rb.Reset([]byte(body))
+		clear(w.h)
+		w.code = 200
+		h.ServeHTTP(w, req)
+		if accepted {
+			<-r.queue
+		}
+	}
+	if w.code != wantCode {
+		b.Fatalf("status %d, want %d", w.code, wantCode)
+	}
+}
+
+// BenchmarkHandlerAccepted is the hot path: a signed Sns.CallbackBlackListDelete verified,
+// checked and queued (the reply written to a free ResponseWriter).
+func BenchmarkHandlerAccepted(b *testing.B) {
+	benchHandler(b, signedQuery(CmdBlackListDelete), blackListDeleteBody, 200, true)
+}
+
+func BenchmarkHandlerIgnored(b *testing.B) {
+	benchHandler(b, signedQuery("Group.CallbackAfterSendMsg"), `{"CallbackCommand":"Group.CallbackAfterSendMsg","GroupId":"@TGS#1"}`, 200, false)
+}
+
+// BenchmarkHandlerRejected includes the log line written per rejection (to a discarding handler).
+func BenchmarkHandlerRejected(b *testing.B) {
+	q := strings.Replace(signedQuery(CmdBlackListDelete), "Sign=1", "Sign=2", 1)
+	benchHandler(b, q, blackListDeleteBody, 401, false)
+}
+
+// BenchmarkEncodeEvent builds the CloudEvent and encodes it into a request with the SDK, as
+// each delivery attempt does (without the network).
+func BenchmarkEncodeEvent(b *testing.B) {
+	r := newReceiver(b, testConfig("http://127.0.0.1:1"))
+	it := &item{received: exampleNow, sdkAppID: "1400000001", command: CmdBlackListDelete, clientIP: "127.0.0.1",
+		optPlatform: "RESTAPI", hasClientIP: true, hasOptPlatform: true, body: []byte(blackListDeleteBody)}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev := r.newEvent(it)
+		req := &http.Request{Method: http.MethodPost, URL: r.sinkURL, Header: make(http.Header, 12)}
+		if err := cehttp.WriteRequest(r.bindingCtx, binding.ToMessage(&ev), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkEndToEnd is the whole path over loopback in one process: client, receiver
+// (verification on), delivery to an httptest sink. Allocations include client and sink.
+func BenchmarkEndToEnd(b *testing.B) {
+	var delivered atomic.Int64
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer s.Close()
+	cfg := testConfig(s.URL)
+	cfg.Workers = 16
+	rr := start(b, cfg)
+	u := rr.url + testPath + "?" + signedQuery(CmdBlackListDelete)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	client := &http.Client{Transport: tr}
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Post(u, "application/json", strings.NewReader(blackListDeleteBody))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	accepted := int64(countsOf(rr.Receiver).accepted)
+	if err := rr.stop(b); err != nil {
+		b.Fatal(err)
+	}
+	if delivered.Load() != accepted {
+		b.Fatalf("delivered %d of %d accepted", delivered.Load(), accepted)
+	}
+}
