@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -66,10 +65,9 @@ type CallbackReceiverReconciler struct {
 	// ClusterDomain is the cluster's DNS domain, for status.url and Service sinks.
 	ClusterDomain string
 
-	sinks    *sink.Resolver
-	tokens   *tokenCache
-	kinds    *kindWatcher
-	statuses writtenStatuses
+	sinks  *sink.Resolver
+	tokens *tokenCache
+	kinds  *kindWatcher
 }
 
 // +kubebuilder:rbac:groups=callbacks.imcallback.dev,resources=callbackreceivers,verbs=get;list;watch
@@ -87,20 +85,11 @@ type CallbackReceiverReconciler struct {
 func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	cr := &cbv1.CallbackReceiver{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
-		if apierrors.IsNotFound(err) {
-			r.statuses.forget(req.NamespacedName)
-		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cr.DeletionTimestamp.IsZero() {
-		r.statuses.forget(req.NamespacedName)
 		return ctrl.Result{}, nil // the garbage collector removes the children
 	}
-	// The cache may not have seen this reconciler's last status write yet (a child's
-	// watch event often requeues the resource before the resource's own does): then the
-	// status as written is the one to start from, or it would be written again.
-	fromRV := cr.ResourceVersion
-	r.statuses.overlay(req.NamespacedName, cr)
 	base := cr.DeepCopy()
 
 	err := r.reconcile(ctx, cr)
@@ -112,9 +101,6 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		// scraper writes, are not in it.
 		if perr := r.Client.Status().Patch(ctx, cr, client.MergeFrom(base), client.FieldOwner(FieldManager)); perr != nil {
 			err = errors.Join(err, fmt.Errorf("writing status: %w", perr))
-			r.statuses.forget(req.NamespacedName)
-		} else {
-			r.statuses.wrote(req.NamespacedName, fromRV, cr)
 		}
 	}
 	if err != nil {
@@ -169,11 +155,11 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	apply("Service", func() (string, error) {
 		return applyChild(ctx, r.Client, &corev1.Service{}, resources.Service(cr), corev1ac.ExtractService)
 	})
-	// Without a token or a sink the receiver cannot work: a Deployment that exists keeps
-	// running as it is (it still answers callbacks), a new one waits.
 	// The Deployment as the API server returned it from an apply: the cache may not have
 	// it yet, and status computed from the cache would be written again a moment later.
 	var applied *appsv1.Deployment
+	// Without a token or a sink the receiver cannot work: a Deployment that exists keeps
+	// running as it is (it still answers callbacks), a new one waits.
 	if tokenErr == nil && sinkErr == nil {
 		params := resources.Params{Image: r.Image, SinkURI: sinkURI, DeadLetterSinkURI: dlsURI, TokenChecksum: checksum}
 		apply("Deployment", func() (string, error) {
