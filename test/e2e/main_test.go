@@ -36,7 +36,13 @@ var (
 	cluster *localcluster.Cluster
 	// binDir holds the programs built for the pods (world-readable: pods run as non-root).
 	binDir string
+	// repoRoot is the checkout, whose config/samples the tests apply.
+	repoRoot string
 )
+
+// scrapeInterval is the manager's --scrape-interval in the tests: counts in status are
+// exact one interval after the receivers counted.
+const scrapeInterval = time.Second
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -64,6 +70,7 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	repoRoot = root
 	binDir = filepath.Join(workDir, "bin")
 	if err := buildPrograms(root, binDir); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -101,7 +108,8 @@ func runMain(m *testing.M) (code int) {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "e2e: local cluster (slot %d) up in %s\n", cluster.Slot.Index, time.Since(start).Round(time.Millisecond))
-	if err := cluster.StartManager(filepath.Join(binDir, "manager"), receiverImage); err != nil {
+	if err := cluster.StartManager(filepath.Join(binDir, "manager"), receiverImage,
+		"--scrape-interval="+scrapeInterval.String()); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		_ = cluster.Stop()
 		return 1
