@@ -241,7 +241,7 @@ func checkSinkURL(name, raw string, required bool) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%s is not a URL: %v", name, err)
+		return fmt.Errorf("%s is not a URL: %w", name, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return fmt.Errorf("%s %q must be an absolute http or https URL", name, u.Redacted())

@@ -159,10 +159,8 @@ func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, o
 		if !retry || attempt > r.cfg.Retry {
 			return attempt, why
 		}
-		wait := r.backoff(attempt)
-		if retryAfter > wait {
-			wait = min(retryAfter, r.cfg.MaxRetryAfter)
-		}
+		// The sink's Retry-After, when longer than the backoff, wins (up to MaxRetryAfter).
+		wait := max(r.backoff(attempt), min(retryAfter, r.cfg.MaxRetryAfter))
 		if !sleep(ctx, wait) {
 			return attempt, "shutdown timeout reached: " + why
 		}

@@ -3,7 +3,6 @@ package receiver
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -119,7 +118,10 @@ func start(t testing.TB, cfg Config) *running {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-rr.done:
+		case err := <-rr.done:
+			if err != nil {
+				t.Logf("Serve at cleanup: %v", err) // tests that care call stop and check it
+			}
 		case <-time.After(30 * time.Second):
 			t.Error("Serve did not return")
 		}
@@ -285,8 +287,6 @@ func (l *logBuffer) String() string {
 func jsonLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
-
-var errUnexpected = errors.New("unexpected")
 
 func parseQueryStd(raw string) url.Values {
 	v, _ := url.ParseQuery(raw)

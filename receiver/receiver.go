@@ -36,7 +36,7 @@ type Receiver struct {
 	cfg         Config
 	log         *slog.Logger
 	now         func() time.Time
-	sdkAppID    string // cfg.SdkAppID in decimal, as IM sends it
+	sdkAppID    string            // cfg.SdkAppID in decimal, as IM sends it
 	sourceRef   types.URIRef      // CloudEvent source
 	eventTypes  map[string]string // CloudEvent type per selected command
 	incarnation string

@@ -83,7 +83,7 @@ func TestShutdownDelayStillAccepts(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !resp.Close {
+	if resp.StatusCode != http.StatusOK || !resp.Close {
 		t.Fatalf("callback during the shutdown delay: %d (Connection: close %v), want 200 and close", resp.StatusCode, resp.Close)
 	}
 	eventually(t, "callbacks get 503 after the delay", func() bool {
@@ -117,6 +117,7 @@ func TestShutdownWaitsForFinalScrape(t *testing.T) {
 	eventually(t, "the queue has drained", rr.drained.Load)
 	select {
 	case err := <-rr.done:
+		rr.done <- err
 		t.Fatalf("Serve returned (%v) before the final scrape", err)
 	case <-time.After(300 * time.Millisecond):
 	}

@@ -107,7 +107,7 @@ func serveRaw(c net.Conn) {
 			fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		} else {
 			count.Add(1)
-			bw.Write(accepted)
+			_, _ = bw.Write(accepted)
 		}
 		// Answer pipelined requests together, one write per batch.
 		if br.Buffered() == 0 {
