@@ -108,8 +108,7 @@ func runMain(m *testing.M) (code int) {
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "e2e: local cluster (slot %d) up in %s\n", cluster.Slot.Index, time.Since(start).Round(time.Millisecond))
-	if err := cluster.StartManager(filepath.Join(binDir, "manager"), receiverImage,
-		"--scrape-interval="+scrapeInterval.String()); err != nil {
+	if err := startManager(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		_ = cluster.Stop()
 		return 1
@@ -130,6 +129,12 @@ func runMain(m *testing.M) (code int) {
 		code = 1
 	}
 	return code
+}
+
+// startManager runs bin/manager against the cluster as the tests expect it.
+func startManager() error {
+	return cluster.StartManager(filepath.Join(binDir, "manager"), receiverImage,
+		"--scrape-interval="+scrapeInterval.String())
 }
 
 // buildPrograms builds the programs the tests' pods run.
