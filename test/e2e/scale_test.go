@@ -13,9 +13,10 @@ import (
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 )
 
-// TestScaleWhileTrafficFlows: kubectl scale cbr 1 → 3 → 1 while callbacks flow through the
-// Service. Every callback is answered OK, every accepted one reaches the sink exactly once,
-// and the counts stay exact, the final counters of the scaled-down pods included.
+// TestScaleWhileTrafficFlows: kubectl scale cbr 1 → 3 → 1, then a rollout, while callbacks
+// flow through the Service. Every callback is answered OK, every accepted one reaches the
+// sink exactly once, and the counts stay exact, the final counters of the scaled-down and
+// replaced pods included.
 func TestScaleWhileTrafficFlows(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, "e2e-scale")
@@ -69,8 +70,16 @@ func TestScaleWhileTrafficFlows(t *testing.T) {
 	// The two others are gone: they drained, were read a last time, and exited.
 	waitPodsGone(t, ns, three.pods, one.pods[0].Name, time.Minute)
 	t.Logf("scaled down to 1 in %s", time.Since(start).Round(time.Millisecond))
-	okBefore := tr.okCount()
-	waitOK(okBefore + 50)
+	waitOK(tr.okCount() + 50)
+
+	// A rollout (here a changed delivery setting; an upgrade of the operator is the same):
+	// new pods first, then the old one drains.
+	start = time.Now()
+	kubectl(t, "patch", "cbr", sampleName, "-n", ns, "--type=merge", "-p", `{"spec":{"delivery":{"retry":4}}}`)
+	waitRolled(t, ns, sampleName, one.pods, 2*time.Minute)
+	waitReceiver(t, ns, sampleName, 1, time.Minute)
+	t.Logf("rolled out in %s", time.Since(start).Round(time.Millisecond))
+	waitOK(tr.okCount() + 50)
 	tr.halt()
 	halted = true
 
