@@ -3,6 +3,7 @@ package receiver
 import (
 	"encoding/json"
 	"net/url"
+	"strings"
 )
 
 // The four relationship-chain after-callbacks the receiver knows the shape of.
@@ -112,11 +113,11 @@ func parseParams(raw string, p *callbackParams) {
 	for raw != "" {
 		var pair string
 		pair, raw = cut(raw, '&')
-		if pair == "" || indexByte(pair, ';') >= 0 {
+		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
 			continue
 		}
 		key, value := cut(pair, '=')
-		key, err := url.QueryUnescape(key)
+		key, err := unescape(key)
 		if err != nil {
 			continue
 		}
@@ -141,7 +142,7 @@ func parseParams(raw string, p *callbackParams) {
 		if seen&bit != 0 {
 			continue
 		}
-		value, err = url.QueryUnescape(value)
+		value, err = unescape(value)
 		if err != nil {
 			continue
 		}
@@ -153,19 +154,18 @@ func parseParams(raw string, p *callbackParams) {
 }
 
 func cut(s string, sep byte) (before, after string) {
-	if i := indexByte(s, sep); i >= 0 {
+	if i := strings.IndexByte(s, sep); i >= 0 {
 		return s[:i], s[i+1:]
 	}
 	return s, ""
 }
 
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
-		}
+// unescape is url.QueryUnescape, skipped for the usual parameter without escapes.
+func unescape(s string) (string, error) {
+	if strings.IndexByte(s, '%') < 0 && strings.IndexByte(s, '+') < 0 {
+		return s, nil
 	}
-	return -1
+	return url.QueryUnescape(s)
 }
 
 // validHeaderValue reports whether s can travel as an HTTP header value (it becomes a ce-*

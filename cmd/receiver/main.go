@@ -69,6 +69,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now ends the process at once, without waiting for the drain
+	}()
 	if err := r.Run(ctx); err != nil {
 		logger.Error("receiver exited with an error", slog.Any("error", err))
 		return 1
