@@ -115,9 +115,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		r.metrics.unavailable.Inc()
 		writeReply(w, http.StatusServiceUnavailable, unavailable)
 		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
-		r.log.LogAttrs(req.Context(), slog.LevelWarn, "callback refused: receiver unavailable",
-			slog.String("info", string(unavailable)), slog.String("command", clip(p.command)),
-			slog.String("remote", req.RemoteAddr), slog.Int("queueSize", cap(r.queue)))
+		r.logUnavailable(req, unavailable)
 		return
 	}
 	r.metrics.accepted.Inc()
@@ -140,6 +138,20 @@ func (r *Receiver) enqueue(it *item) []byte {
 	default:
 		return bodyQueueFull
 	}
+}
+
+// logUnavailable logs 503s at most once a second (with how many it left out), so that an
+// overloaded receiver does not spend its CPU on log lines; the counter has them all.
+func (r *Receiver) logUnavailable(req *http.Request, body []byte) {
+	now := time.Now().UnixNano()
+	last := r.lastUnavailableLog.Load()
+	if now-last < int64(time.Second) || !r.lastUnavailableLog.CompareAndSwap(last, now) {
+		r.unavailableNotLogged.Add(1)
+		return
+	}
+	r.log.LogAttrs(context.WithoutCancel(req.Context()), slog.LevelWarn, "callback refused: receiver unavailable",
+		slog.String("info", errorInfo(body)), slog.String("remote", req.RemoteAddr),
+		slog.Int("queueSize", cap(r.queue)), slog.Int64("notLoggedSinceLastLine", r.unavailableNotLogged.Swap(0)))
 }
 
 func (r *Receiver) selected(command string) bool {

@@ -53,6 +53,9 @@ type Receiver struct {
 	metrics     *metrics
 	failedCount atomic.Int64
 
+	lastUnavailableLog   atomic.Int64 // unix nanoseconds
+	unavailableNotLogged atomic.Int64
+
 	bodyTooLarge, bodySkew []byte
 
 	handler, admin http.Handler
