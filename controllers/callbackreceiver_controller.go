@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -65,9 +66,10 @@ type CallbackReceiverReconciler struct {
 	// ClusterDomain is the cluster's DNS domain, for status.url and Service sinks.
 	ClusterDomain string
 
-	sinks  *sink.Resolver
-	tokens *tokenCache
-	kinds  *kindWatcher
+	sinks   *sink.Resolver
+	tokens  *tokenCache
+	kinds   *kindWatcher
+	applied *appliedVersions
 }
 
 // +kubebuilder:rbac:groups=callbacks.imcallback.dev,resources=callbackreceivers,verbs=get;list;watch
@@ -85,6 +87,9 @@ type CallbackReceiverReconciler struct {
 func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	cr := &cbv1.CallbackReceiver{}
 	if err := r.Client.Get(ctx, req.NamespacedName, cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.applied.forgetOwner(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cr.DeletionTimestamp.IsZero() {
@@ -150,10 +155,10 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		}
 	}
 	apply("ServiceAccount", func() (string, error) {
-		return applyChild(ctx, r.Client, &corev1.ServiceAccount{}, resources.ServiceAccount(cr), corev1ac.ExtractServiceAccount)
+		return applyChild(ctx, r.Client, r.applied, &corev1.ServiceAccount{}, resources.ServiceAccount(cr), corev1ac.ExtractServiceAccount)
 	})
 	apply("Service", func() (string, error) {
-		return applyChild(ctx, r.Client, &corev1.Service{}, resources.Service(cr), corev1ac.ExtractService)
+		return applyChild(ctx, r.Client, r.applied, &corev1.Service{}, resources.Service(cr), corev1ac.ExtractService)
 	})
 	// The Deployment as the API server returned it from an apply: the cache may not have
 	// it yet, and status computed from the cache would be written again a moment later.
@@ -164,7 +169,7 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		params := resources.Params{Image: r.Image, SinkURI: sinkURI, DeadLetterSinkURI: dlsURI, TokenChecksum: checksum}
 		apply("Deployment", func() (string, error) {
 			desired := resources.Deployment(cr, params)
-			action, err := applyChild(ctx, r.Client, &appsv1.Deployment{}, desired, appsv1ac.ExtractDeployment)
+			action, err := applyChild(ctx, r.Client, r.applied, &appsv1.Deployment{}, desired, appsv1ac.ExtractDeployment)
 			if err == nil && action != "" {
 				// Apply filled desired with the response.
 				d := &appsv1.Deployment{}
@@ -220,7 +225,7 @@ func (r *CallbackReceiverReconciler) resolveSinks(ctx context.Context, cr *cbv1.
 func (r *CallbackReceiverReconciler) applyPDB(ctx context.Context, cr *cbv1.CallbackReceiver) (string, error) {
 	desired := resources.PodDisruptionBudget(cr)
 	if desired != nil {
-		return applyChild(ctx, r.Client, &policyv1.PodDisruptionBudget{}, desired, policyv1ac.ExtractPodDisruptionBudget)
+		return applyChild(ctx, r.Client, r.applied, &policyv1.PodDisruptionBudget{}, desired, policyv1ac.ExtractPodDisruptionBudget)
 	}
 	// One replica: a budget would block node drains, so there is none.
 	pdb := &policyv1.PodDisruptionBudget{}

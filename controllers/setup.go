@@ -40,6 +40,7 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 	}
 	r.sinks = &sink.Resolver{Services: r.Client, Objects: r.APIReader, ClusterDomain: r.ClusterDomain}
 	r.tokens = newTokenCache(r.Client, r.APIReader)
+	r.applied = &appliedVersions{}
 
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
