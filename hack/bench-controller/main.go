@@ -64,6 +64,7 @@ type options struct {
 	burst       int
 	manager     string
 	managerArgs string
+	managerEnv  string
 	crdDir      string
 	workDir     string
 	keep        bool
@@ -74,6 +75,7 @@ type options struct {
 	pprofAddr   string
 
 	bareUnlimited  bool
+	skipBare       bool
 	apiserverPprof time.Duration
 }
 
@@ -87,6 +89,7 @@ func main() {
 	flag.IntVar(&o.burst, "burst", 200, "Manager --kube-api-burst, and the bare apply client's burst.")
 	flag.StringVar(&o.manager, "manager", "bin/manager", "The manager binary (make build).")
 	flag.StringVar(&o.managerArgs, "manager-args", "", "More flags for the manager, space-separated (e.g. --zap-log-level=error).")
+	flag.StringVar(&o.managerEnv, "manager-env", "", "Environment variables for the manager only, space-separated (e.g. GOGC=50 GOMEMLIMIT=64MiB).")
 	flag.StringVar(&o.crdDir, "crd-dir", "config/crd/bases", "CRDs to install.")
 	flag.StringVar(&o.workDir, "dir", "", "Work directory (kubeconfigs, audit log, manager log); a temporary one by default, removed unless -keep.")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the work directory.")
@@ -96,6 +99,7 @@ func main() {
 	flag.BoolVar(&o.strict, "strict", false, "Exit 1 when a target is missed (by default only the table says so).")
 	flag.StringVar(&o.pprofAddr, "pprof", "", "When set (host:port), pass --pprof-bind-address to the manager and save heap and CPU profiles into the work directory.")
 	flag.BoolVar(&o.bareUnlimited, "bare-unlimited", true, "Also time the bare apply without client rate limits (for reference: the API server's own limit).")
+	flag.BoolVar(&o.skipBare, "skip-bare", false, "Skip the yardstick (for quick runs of the manager alone; no ratio then).")
 	flag.DurationVar(&o.apiserverPprof, "apiserver-pprof", 0, "When set, save CPU profiles of kube-apiserver over this long from the start of each phase into the work directory.")
 	flag.Parse()
 
@@ -169,11 +173,13 @@ func run(o options) (missed bool, err error) {
 	logf("control plane up (kube-apiserver %s), admin kubeconfig %s", cp.version, cp.adminKubeconfig)
 
 	// Phase 1: the yardstick.
-	if err := benchBare(ctx, o, cp, res); err != nil {
-		return false, fmt.Errorf("bare apply: %w", err)
+	if !o.skipBare {
+		if err := benchBare(ctx, o, cp, res); err != nil {
+			return false, fmt.Errorf("bare apply: %w", err)
+		}
+		res.load = append(res.load, loadSample("after bare apply"))
+		time.Sleep(o.settle)
 	}
-	res.load = append(res.load, loadSample("after bare apply"))
-	time.Sleep(o.settle)
 
 	// Phase 2 and 3: the manager, converging and then idle.
 	if err := benchManager(ctx, o, cp, manager, dir, res); err != nil {

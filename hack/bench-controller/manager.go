@@ -84,7 +84,8 @@ func startManager(o options, cp *controlPlane, binary, dir string) (*managerProc
 	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
 	// Only what the manager is told: no KUBECONFIG of the caller's.
 	m.cmd.Env = append(filteredEnv("KUBECONFIG"), "KUBECONFIG="+cp.managerKubeconfig)
-	logf("starting %s %s", binary, strings.Join(args, " "))
+	m.cmd.Env = append(m.cmd.Env, strings.Fields(o.managerEnv)...)
+	logf("starting %s %s %s", o.managerEnv, binary, strings.Join(args, " "))
 	if err := m.cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return nil, err

@@ -161,14 +161,19 @@ func (r *results) print(out io.Writer) (missed bool) {
 	}
 	tw := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "measure\tvalue\ttarget\t")
-	fmt.Fprintf(tw, "bare server-side apply (%d applies, %d goroutines, %s)\t%.1f s\tyardstick\t\n", r.bare.applies, o.workers, r.bare.label, r.bare.took.Seconds())
+	if r.bare.applies > 0 {
+		fmt.Fprintf(tw, "bare server-side apply (%d applies, %d goroutines, %s)\t%.1f s\tyardstick\t\n", r.bare.applies, o.workers, r.bare.label, r.bare.took.Seconds())
+	}
 	if u := r.bareUnlimited; u.applies > 0 {
 		fmt.Fprintf(tw, "  for reference: the same, %s\t%.1f s\t\t\n", u.label, u.took.Seconds())
 	}
 	ctrlLabel := "controller: first create -> all children + observedGeneration"
-	if r.timedOut > 0 {
+	switch {
+	case r.timedOut > 0:
 		fmt.Fprintf(tw, "%s\tgave up at %.1f s (%d of %d)\t\t%s\n", ctrlLabel, r.ctrl.Seconds(), r.timedOut, o.n, verdict(false))
-	} else {
+	case r.bare.applies == 0:
+		fmt.Fprintf(tw, "%s\t%.1f s\t\t\n", ctrlLabel, r.ctrl.Seconds())
+	default:
 		fmt.Fprintf(tw, "%s\t%.1f s\t\t\n", ctrlLabel, r.ctrl.Seconds())
 		fmt.Fprintf(tw, "ratio controller / bare\t%.2f\t<= 1.2\t%s\n", ratio, verdict(ratio <= 1.2))
 	}
