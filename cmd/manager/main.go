@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -50,7 +51,17 @@ type options struct {
 	showVersion             bool
 }
 
+// defaultGCPercent keeps the heap within 1.5x of what is live instead of Go's 2x: the
+// informer caches are most of the live heap, and reconciles make short-lived garbage on
+// top. At 1,000 resources (hack/bench-controller) it takes the manager's peak RSS from
+// ~108 to ~93 MiB for a few percent more CPU. GOGC in the environment overrides it, and
+// GOMEMLIMIT (e.g. from the container's memory limit) works as usual.
+const defaultGCPercent = 50
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint; 0 turns it off.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "", "Address of net/http/pprof (/debug/pprof/), unauthenticated: keep it on localhost; empty turns it off.")
