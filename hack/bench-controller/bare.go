@@ -99,6 +99,12 @@ func benchBare(ctx context.Context, o options, cp *controlPlane, res *results) e
 	if res.bare, err = bareRun(ctx, o, cp, setup, crs, params, restConfig(cp.admin, float32(o.qps), o.burst), label, "bare"); err != nil {
 		return err
 	}
+	if o.ideal {
+		time.Sleep(o.settle)
+		if res.ideal, err = idealRun(ctx, o, cp, setup, params.Image); err != nil {
+			return fmt.Errorf("ideal controller: %w", err)
+		}
+	}
 	if o.bareUnlimited {
 		// For reference: how fast the API server takes the same applies when the client
 		// does not hold them back.
@@ -187,8 +193,13 @@ type namedApply interface {
 }
 
 func deleteBare(ctx context.Context, c client.Client, crs []*cbv1.CallbackReceiver) error {
+	return deleteChildren(ctx, c, bareNamespace, len(crs))
+}
+
+// deleteChildren deletes the children of resources crName(0..n-1) in namespace ns.
+func deleteChildren(ctx context.Context, c client.Client, ns string, n int) error {
 	for _, o := range []client.Object{&appsv1.Deployment{}, &corev1.ServiceAccount{}} {
-		if err := c.DeleteAllOf(ctx, o, client.InNamespace(bareNamespace),
+		if err := c.DeleteAllOf(ctx, o, client.InNamespace(ns),
 			client.MatchingLabels{resources.LabelManagedBy: resources.ManagedByValue}); err != nil {
 			return err
 		}
@@ -202,10 +213,10 @@ func deleteBare(ctx context.Context, c client.Client, crs []*cbv1.CallbackReceiv
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1)) - 1
-				if i >= len(crs) {
+				if i >= n {
 					return
 				}
-				svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: bareNamespace, Name: crs[i].Name}}
+				svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: crName(i)}}
 				if err := client.IgnoreNotFound(c.Delete(ctx, svc)); err != nil {
 					mu.Lock()
 					first = err

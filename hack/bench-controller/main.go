@@ -18,6 +18,10 @@
 //     create), and the sink URI is resolved by controllers/sink, so the objects are byte for
 //     byte what the manager applies. The children are deleted afterwards (not timed), so the
 //     manager's caches do not hold them.
+//     Two more references follow, for the diagnosis: the same applies without client rate
+//     limits (-bare-unlimited), and an "ideal controller" (-ideal): CallbackReceivers created
+//     as in step 3 and, for each, the writes the manager cannot do without (3 applies, one
+//     status merge patch, one Event) straight from goroutines, nothing read or watched.
 //  3. bin/manager starts as its own process (--leader-elect=false, metrics on 127.0.0.1 over
 //     HTTP), in namespace bench-ctrl N CallbackReceivers are created (no auth; the sink is a
 //     Service ref), and the time from the first create until every one has its
@@ -26,7 +30,7 @@
 //  4. The manager is left idle for -idle (60 s) after convergence; its writes in that time
 //     are read from its own client metrics (rest_client_requests_total).
 //
-// It prints a table: both times and their ratio, the manager's API requests and writes per
+// It prints a table: the times and the ratio, the manager's API requests and writes per
 // resource (its own metrics; the breakdown by verb and resource from the audit log), its
 // peak RSS (VmHWM), idle writes per minute, CPU time of the manager and of the control plane
 // per phase, and the load average.
@@ -75,6 +79,7 @@ type options struct {
 	pprofAddr   string
 
 	bareUnlimited  bool
+	ideal          bool
 	skipBare       bool
 	apiserverPprof time.Duration
 }
@@ -99,6 +104,7 @@ func main() {
 	flag.BoolVar(&o.strict, "strict", false, "Exit 1 when a target is missed (by default only the table says so).")
 	flag.StringVar(&o.pprofAddr, "pprof", "", "When set (host:port), pass --pprof-bind-address to the manager and save heap and CPU profiles into the work directory.")
 	flag.BoolVar(&o.bareUnlimited, "bare-unlimited", true, "Also time the bare apply without client rate limits (for reference: the API server's own limit).")
+	flag.BoolVar(&o.ideal, "ideal", true, "Also time an ideal controller: the manager's necessary writes (create, 3 applies, status, Event) straight to the API server, nothing read (for reference: the floor for the ratio).")
 	flag.BoolVar(&o.skipBare, "skip-bare", false, "Skip the yardstick (for quick runs of the manager alone; no ratio then).")
 	flag.DurationVar(&o.apiserverPprof, "apiserver-pprof", 0, "When set, save CPU profiles of kube-apiserver over this long from the start of each phase into the work directory.")
 	flag.Parse()

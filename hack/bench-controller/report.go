@@ -29,7 +29,7 @@ type results struct {
 	apiserverVersion string
 	load             []loadAvg
 
-	bare, bareUnlimited bareResult
+	bare, bareUnlimited, ideal bareResult
 
 	t0, tConv, tEnd   time.Time
 	createsDone, ctrl time.Duration
@@ -167,6 +167,9 @@ func (r *results) print(out io.Writer) (missed bool) {
 	if u := r.bareUnlimited; u.applies > 0 {
 		fmt.Fprintf(tw, "  for reference: the same, %s\t%.1f s\t\t\n", u.label, u.took.Seconds())
 	}
+	if u := r.ideal; u.applies > 0 {
+		fmt.Fprintf(tw, "  for reference: ideal controller (%s)\t%.1f s\t\t\n", u.label, u.took.Seconds())
+	}
 	ctrlLabel := "controller: first create -> all children + observedGeneration"
 	switch {
 	case r.timedOut > 0:
@@ -176,6 +179,10 @@ func (r *results) print(out io.Writer) (missed bool) {
 	default:
 		fmt.Fprintf(tw, "%s\t%.1f s\t\t\n", ctrlLabel, r.ctrl.Seconds())
 		fmt.Fprintf(tw, "ratio controller / bare\t%.2f\t<= 1.2\t%s\n", ratio, verdict(ratio <= 1.2))
+		if r.ideal.applies > 0 {
+			fmt.Fprintf(tw, "  for reference: ideal controller / bare; controller / ideal\t%.2f; %.2f\t\t\n",
+				r.ideal.took.Seconds()/r.bare.took.Seconds(), r.ctrl.Seconds()/r.ideal.took.Seconds())
+		}
 	}
 	fmt.Fprintf(tw, "manager API requests per resource (start -> converged)\t%.2f\t\t\n", sum(reqConv)/n)
 	fmt.Fprintf(tw, "  of which writes (POST/PUT/PATCH/DELETE)\t%.2f\t\t\n", writes(reqConv)/n)
@@ -207,6 +214,9 @@ func (r *results) print(out io.Writer) (missed bool) {
 		if b.applies > 0 {
 			fmt.Fprintf(tw, "  bare apply, %s\t%.1f\t%.1f\t%.1f\t-\t\n", b.label, b.took.Seconds(), b.cpu.apiserver, b.cpu.etcd)
 		}
+	}
+	if b := r.ideal; b.applies > 0 {
+		fmt.Fprintf(tw, "  ideal controller\t%.1f\t%.1f\t%.1f\t-\t\n", b.took.Seconds(), b.cpu.apiserver, b.cpu.etcd)
 	}
 	fmt.Fprintf(tw, "  controller\t%.1f\t%.1f\t%.1f\t%.1f\t\n", r.ctrl.Seconds(), r.ctrlCPU.apiserver, r.ctrlCPU.etcd, r.mgrCPU1-r.mgrCPU0)
 	if idleMin > 0 {
