@@ -147,8 +147,9 @@ type kpatch struct{ kind, name, patch string }
 // applyK is `kubectl apply -k dir -n ns`.
 func applyK(t *testing.T, ns, dir string) {
 	t.Helper()
+	start := time.Now()
 	out := kubectl(t, "apply", "-k", dir, "-n", ns)
-	t.Logf("kubectl apply -k: %s", strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
+	t.Logf("kubectl apply -k (%s): %s", time.Since(start).Round(time.Millisecond), strings.ReplaceAll(strings.TrimSpace(out), "\n", "; "))
 }
 
 // receiver is a Ready CallbackReceiver and its pods.

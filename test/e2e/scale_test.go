@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
@@ -63,6 +65,17 @@ func TestScaleWhileTrafficFlows(t *testing.T) {
 	if row := getCbr(t, ns, sampleName); row["REPLICAS"] != "3" || row["READY"] != "True" {
 		t.Errorf("kubectl get cbr at 3 replicas: %v", row)
 	}
+	// The scale subresource, as an HPA reads it.
+	if out := kubectl(t, "get", "cbr", sampleName, "-n", ns, "--subresource=scale", "-o", "jsonpath={.spec.replicas} {.status.replicas} {.status.selector}"); out != "3 3 app.kubernetes.io/instance=blacklist,app.kubernetes.io/name=callback-receiver" {
+		t.Errorf("scale subresource: %q", out)
+	}
+	// More than one replica: a PodDisruptionBudget keeps all but one through drains.
+	pdb, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(t.Context(), sampleName, metav1.GetOptions{})
+	if err != nil {
+		t.Errorf("PodDisruptionBudget at 3 replicas: %v", err)
+	} else if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Errorf("PodDisruptionBudget maxUnavailable %v", pdb.Spec.MaxUnavailable)
+	}
 
 	start = time.Now()
 	kubectl(t, "scale", "cbr", sampleName, "-n", ns, "--replicas=1")
@@ -70,6 +83,16 @@ func TestScaleWhileTrafficFlows(t *testing.T) {
 	// The two others are gone: they drained, were read a last time, and exited.
 	waitPodsGone(t, ns, three.pods, one.pods[0].Name, time.Minute)
 	t.Logf("scaled down to 1 in %s", time.Since(start).Round(time.Millisecond))
+	eventually(t, 30*time.Second, "PodDisruptionBudget removed at 1 replica", func() error {
+		_, err := cluster.Client.PolicyV1().PodDisruptionBudgets(ns).Get(t.Context(), sampleName, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		}
+		return errors.New("still there")
+	})
 	waitOK(tr.okCount() + 50)
 
 	// A rollout (here a changed delivery setting; an upgrade of the operator is the same):
