@@ -36,7 +36,9 @@ fi
 
 mkdir -p bin
 echo "building bin/receiver and the bench helpers..." >&2
-go build -o bin/receiver ./cmd/receiver
+# Built like `make build` does, so the benchmarked binary is the shipped one.
+VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/imcallback/callback-operator/internal/version.Version=$VERSION" -o bin/receiver ./cmd/receiver
 go build -o bin/bench-bare ./hack/bench/bare
 go build -o bin/bench-sink ./hack/bench/sink
 go build -o bin/bench-loadgen ./hack/bench/loadgen
