@@ -183,6 +183,14 @@ func (r *results) print(out io.Writer) (missed bool) {
 			fmt.Fprintf(tw, "  for reference: ideal controller / bare; controller / ideal\t%.2f; %.2f\t\t\n",
 				r.ideal.took.Seconds()/r.bare.took.Seconds(), r.ctrl.Seconds()/r.ideal.took.Seconds())
 		}
+		// CPU time is steadier than wall time on a shared machine.
+		if b := r.bare.cpu.apiserver; b > 0 {
+			line := fmt.Sprintf("%.2f", r.ctrlCPU.apiserver/b)
+			if r.ideal.applies > 0 {
+				line += fmt.Sprintf("; ideal %.2f", r.ideal.cpu.apiserver/b)
+			}
+			fmt.Fprintf(tw, "  kube-apiserver CPU seconds, phase / bare apply\t%s\t\t\n", line)
+		}
 	}
 	fmt.Fprintf(tw, "manager API requests per resource (start -> converged)\t%.2f\t\t\n", sum(reqConv)/n)
 	fmt.Fprintf(tw, "  of which writes (POST/PUT/PATCH/DELETE)\t%.2f\t\t\n", writes(reqConv)/n)
