@@ -126,11 +126,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 		t.dirty = false
 	}
-	after := r.Interval
-	if terminating {
-		after = r.TerminatingInterval
+	switch {
+	case terminating:
+		return reconcile.Result{RequeueAfter: r.TerminatingInterval}, nil
+	case len(targets) == 0:
+		// Nothing to read: the EndpointSlice watch brings the resource back when pods come.
+		return reconcile.Result{}, nil
+	default:
+		return reconcile.Result{RequeueAfter: r.Interval}, nil
 	}
-	return reconcile.Result{RequeueAfter: after}, nil
 }
 
 // tracked returns the state of a resource, starting from its status when first seen (after
