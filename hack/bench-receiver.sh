@@ -10,13 +10,13 @@
 # The receiver runs with signature verification (IM_CALLBACK_TOKEN) and delivery on.
 #
 # Environment: DURATION (default 10s), CONNS (wrk connections, default 32),
-# BENCH_PORT_BASE (default 47000; uses base..base+3).
+# BENCH_PORT_BASE (default 28100, below the ephemeral range; uses base..base+3).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
-BASE=${BENCH_PORT_BASE:-47000}
+BASE=${BENCH_PORT_BASE:-28100}
 BARE_ADDR=127.0.0.1:$BASE
 RECV_ADDR=127.0.0.1:$((BASE + 1))
 ADMIN_ADDR=127.0.0.1:$((BASE + 2))
