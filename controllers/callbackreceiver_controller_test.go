@@ -57,6 +57,27 @@ func fixture(t *testing.T, ns string) *cbv1.CallbackReceiver {
 	}
 }
 
+// newReceiver creates the fixture in a new namespace, changed by change, runs a manager for
+// that namespace and creates the CallbackReceiver.
+func newReceiver(t *testing.T, o managerOptions, change func(*cbv1.CallbackReceiver)) (string, *cbv1.CallbackReceiver) {
+	t.Helper()
+	ns := newNamespace(t)
+	cr := fixture(t, ns)
+	if change != nil {
+		change(cr)
+	}
+	startManager(t, ns, o)
+	must(t, k8sClient.Create(context.Background(), cr))
+	return ns, cr
+}
+
+// waitForDeployment waits until the receiver's Deployment exists.
+func waitForDeployment(g Gomega, cr *cbv1.CallbackReceiver) {
+	g.Eventually(func() error {
+		return k8sClient.Get(context.Background(), client.ObjectKeyFromObject(cr), &appsv1.Deployment{})
+	}).Should(Succeed())
+}
+
 func sinkService(ns, name string) *corev1.Service {
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -108,10 +129,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	startManager(t, ns, managerOptions{})
-	must(t, k8sClient.Create(ctx, cr))
+	ns, cr := newReceiver(t, managerOptions{}, nil)
 
 	d := &appsv1.Deployment{}
 	g.Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), d) }).Should(Succeed())
@@ -208,10 +226,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 func TestDeploymentAndServiceFollowTheSpec(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	startManager(t, ns, managerOptions{})
-	must(t, k8sClient.Create(ctx, cr))
+	ns, _ := newReceiver(t, managerOptions{}, nil)
 
 	cases := []struct {
 		name   string
@@ -319,10 +334,7 @@ func TestRotatedTokenRollsThePods(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	startManager(t, ns, managerOptions{})
-	must(t, k8sClient.Create(ctx, cr))
+	ns, cr := newReceiver(t, managerOptions{}, nil)
 
 	var before string
 	g.Eventually(func(g Gomega) {
@@ -398,17 +410,14 @@ func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
 	secret.Data["token"] = []byte(token)
 	must(t, k8sClient.Update(ctx, secret))
 	expectToken(controllers.ReasonTokenFound)
-	g.Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &appsv1.Deployment{}) }).Should(Succeed())
+	waitForDeployment(g, cr)
 }
 
 func TestSinkServiceRemovedAndRecreated(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	startManager(t, ns, managerOptions{})
-	must(t, k8sClient.Create(ctx, cr))
+	ns, cr := newReceiver(t, managerOptions{}, nil)
 
 	expectSink := func(status metav1.ConditionStatus, reason string) {
 		t.Helper()
@@ -494,11 +503,8 @@ func TestScaleAndAvailability(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	startManager(t, ns, managerOptions{})
-	must(t, k8sClient.Create(ctx, cr))
-	g.Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &appsv1.Deployment{}) }).Should(Succeed())
+	ns, cr := newReceiver(t, managerOptions{}, nil)
+	waitForDeployment(g, cr)
 
 	// kubectl scale cbr blacklist --replicas=3
 	scaleTo(g, cr, 3)
@@ -570,11 +576,9 @@ func TestIdleWritesNothing(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	cr.Spec.Replicas = ptr.To(int32(2)) // with a PodDisruptionBudget too
-	startManager(t, ns, managerOptions{scrapeInterval: 100 * time.Millisecond})
-	must(t, k8sClient.Create(ctx, cr))
+	ns, cr := newReceiver(t, managerOptions{scrapeInterval: 100 * time.Millisecond}, func(cr *cbv1.CallbackReceiver) {
+		cr.Spec.Replicas = ptr.To(int32(2)) // with a PodDisruptionBudget too
+	})
 	g.Eventually(func(g Gomega) {
 		cr := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
 		g.Expect(cr.Status.ObservedGeneration).To(Equal(cr.Generation))
@@ -619,11 +623,8 @@ func TestDriftIsRepaired(t *testing.T) {
 	t.Parallel()
 	g := NewWithT(t)
 	ctx := context.Background()
-	ns := newNamespace(t)
-	cr := fixture(t, ns)
-	startManager(t, ns, managerOptions{})
-	must(t, k8sClient.Create(ctx, cr))
-	g.Eventually(func() error { return k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &appsv1.Deployment{}) }).Should(Succeed())
+	ns, cr := newReceiver(t, managerOptions{}, nil)
+	waitForDeployment(g, cr)
 
 	d := get(g, ns, cr.Name, &appsv1.Deployment{})
 	d.Spec.Replicas = ptr.To(int32(5))
