@@ -73,6 +73,7 @@ func run(m *testing.M) int {
 	var err error
 	if cfg, err = env.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		_ = env.Stop() // a failed start (say, an invalid CRD) can leave etcd and kube-apiserver running
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
