@@ -155,6 +155,20 @@ func (rr *running) stop(t testing.TB) error {
 	}
 }
 
+// returned waits up to within for Serve's result without scraping, and fails the test with
+// msg if Serve is still running then.
+func (rr *running) returned(t testing.TB, within time.Duration, msg string) error {
+	t.Helper()
+	select {
+	case err := <-rr.done:
+		rr.done <- err // for Cleanup
+		return err
+	case <-time.After(within):
+		t.Fatal(msg)
+		return nil
+	}
+}
+
 var testClient = &http.Client{Timeout: 10 * time.Second}
 
 // post sends a callback and returns status and body.

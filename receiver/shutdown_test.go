@@ -125,14 +125,8 @@ func TestShutdownWaitsForFinalScrape(t *testing.T) {
 	if !strings.Contains(text, `imcallback_events_total{result="delivered"} 1`) {
 		t.Errorf("final scrape lacks the delivered event:\n%s", text)
 	}
-	select {
-	case err := <-rr.done:
-		rr.done <- err
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after the final scrape")
+	if err := rr.returned(t, 10*time.Second, "Serve did not return after the final scrape"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 }
 
@@ -147,14 +141,8 @@ func TestShutdownFinalScrapeBoundedByTimeout(t *testing.T) {
 	get(t, rr.adminURL+"/metrics")
 	begin := time.Now()
 	rr.cancel()
-	select {
-	case err := <-rr.done:
-		rr.done <- err
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after the shutdown timeout")
+	if err := rr.returned(t, 10*time.Second, "Serve did not return after the shutdown timeout"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	if took := time.Since(begin); took < 900*time.Millisecond {
 		t.Errorf("Serve returned after %v, before the shutdown timeout, without a final scrape", took)
@@ -174,14 +162,8 @@ func TestShutdownStandaloneDoesNotWait(t *testing.T) {
 	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
 	begin := time.Now()
 	rr.cancel()
-	select {
-	case err := <-rr.done:
-		rr.done <- err
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve waited although nothing ever scraped it")
+	if err := rr.returned(t, 10*time.Second, "Serve waited although nothing ever scraped it"); err != nil {
+		t.Fatalf("Serve: %v", err)
 	}
 	if s.count() != 1 {
 		t.Errorf("sink got %d events, want 1", s.count())
