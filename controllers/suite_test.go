@@ -8,40 +8,37 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers"
 	"github.com/imcallback/callback-operator/controllers/counts"
+	"github.com/imcallback/callback-operator/internal/testenv"
 )
 
 // One API server for the package (envtest: a real kube-apiserver and etcd). Each test has
 // its own namespace and runs its own manager, whose cache sees only that namespace, so
 // tests run in parallel and can stop and restart their manager.
 var (
+	env       *testenv.Env
 	cfg       *rest.Config
 	k8sClient client.Client
-	scheme    = runtime.NewScheme()
+	scheme    *runtime.Scheme
 )
 
 const testImage = "ghcr.io/imcallback/callback-operator:test"
@@ -65,28 +62,13 @@ func run(m *testing.M) int {
 		// Failures speak through assertions; a stopping manager's "context canceled" is noise.
 		logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
-		CRDs:                  []*apiextensionsv1.CustomResourceDefinition{testSinkCRD()},
-		ErrorIfCRDPathMissing: true,
-	}
 	var err error
-	if cfg, err = env.Start(); err != nil {
+	if env, err = testenv.Start("..", testSinkCRD()); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
-		_ = env.Stop() // a failed start (say, an invalid CRD) can leave etcd and kube-apiserver running
 		return 1
 	}
 	defer func() { _ = env.Stop() }()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cbv1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	cfg, k8sClient, scheme = env.Config, env.Client, env.Scheme
 	return m.Run()
 }
 
@@ -158,15 +140,7 @@ func startManager(t *testing.T, ns string, o managerOptions) (stop func()) {
 }
 
 // newNamespace creates a namespace for one test and deletes it when the test ends.
-func newNamespace(t *testing.T) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ctrl-test-"}}
-	if err := k8sClient.Create(context.Background(), ns); err != nil {
-		t.Fatalf("creating namespace: %v", err)
-	}
-	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), ns) })
-	return ns.Name
-}
+func newNamespace(t *testing.T) string { return env.Namespace(t, "ctrl-test-") }
 
 func testSinkCRD() *apiextensionsv1.CustomResourceDefinition {
 	preserve := true
