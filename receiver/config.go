@@ -5,33 +5,41 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
-// Defaults of the flags and Config fields, as design.md fixes them.
+// Defaults of the flags and Config fields: the manager-receiver contract's, re-exported
+// for users of this package.
 const (
-	DefaultCommand         = "Sns.CallbackBlackListDelete"
-	DefaultRetry           = 3
-	DefaultBackoffPolicy   = BackoffExponential
-	DefaultBackoffDelay    = 200 * time.Millisecond
-	DefaultDeliveryTimeout = time.Second
-	DefaultQueueSize       = 10000
-	DefaultWorkers         = 64
-	DefaultMaxBodyBytes    = 1 << 20
-	DefaultMaxClockSkew    = 60 * time.Second
-	DefaultListen          = ":8080"
-	DefaultAdminListen     = ":9090"
-	DefaultShutdownDelay   = 5 * time.Second
-	DefaultShutdownTimeout = 25 * time.Second
+	DefaultCommand         = contract.DefaultCommand
+	DefaultRetry           = contract.DefaultRetry
+	DefaultBackoffPolicy   = contract.DefaultBackoffPolicy
+	DefaultBackoffDelay    = contract.DefaultBackoffDelay
+	DefaultDeliveryTimeout = contract.DefaultDeliveryTimeout
+	DefaultQueueSize       = contract.DefaultQueueSize
+	DefaultWorkers         = contract.DefaultWorkers
+	DefaultMaxBodyBytes    = contract.DefaultMaxBodyBytes
+	DefaultMaxClockSkew    = contract.DefaultMaxClockSkew
+	DefaultShutdownDelay   = contract.DefaultShutdownDelay
+	DefaultShutdownTimeout = contract.DefaultShutdownTimeout
 	// DefaultMaxRetryAfter bounds how long a sink's Retry-After can hold a worker.
 	DefaultMaxRetryAfter = 5 * time.Minute
 )
 
+// DefaultListen and DefaultAdminListen are the addresses of the contract's default ports.
+var (
+	DefaultListen      = ":" + strconv.Itoa(contract.DefaultCallbackPort)
+	DefaultAdminListen = ":" + strconv.Itoa(contract.DefaultAdminPort)
+)
+
 // Backoff policies, named as in Knative's DeliverySpec.
 const (
-	BackoffExponential = "exponential" // delay x 2^n before retry n (n = 1, 2, ...)
-	BackoffLinear      = "linear"      // delay x n before retry n
+	BackoffExponential = contract.BackoffExponential // delay x 2^n before retry n (n = 1, 2, ...)
+	BackoffLinear      = contract.BackoffLinear      // delay x n before retry n
 )
 
 // Config configures a Receiver. Start from DefaultConfig; New fills the zero value of a field
@@ -84,8 +92,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig returns a Config holding design.md's defaults; SdkAppID, Path and Sink are
-// still to be set.
+// DefaultConfig returns a Config holding the defaults of every flag; SdkAppID, Path and Sink
+// are still to be set.
 func DefaultConfig() Config {
 	return Config{
 		Commands:        []string{DefaultCommand},
@@ -110,36 +118,16 @@ func (c Config) withDefaults() Config {
 	if len(c.Commands) == 0 {
 		c.Commands = []string{DefaultCommand}
 	}
-	if c.BackoffPolicy == "" {
-		c.BackoffPolicy = DefaultBackoffPolicy
-	}
-	if c.DeliveryTimeout == 0 {
-		c.DeliveryTimeout = DefaultDeliveryTimeout
-	}
-	if c.MaxRetryAfter == 0 {
-		c.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	if c.QueueSize == 0 {
-		c.QueueSize = DefaultQueueSize
-	}
-	if c.Workers == 0 {
-		c.Workers = DefaultWorkers
-	}
-	if c.MaxBodyBytes == 0 {
-		c.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if c.MaxClockSkew == 0 {
-		c.MaxClockSkew = DefaultMaxClockSkew
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.AdminListen == "" {
-		c.AdminListen = DefaultAdminListen
-	}
+	orDefault(&c.BackoffPolicy, DefaultBackoffPolicy)
+	orDefault(&c.DeliveryTimeout, DefaultDeliveryTimeout)
+	orDefault(&c.MaxRetryAfter, DefaultMaxRetryAfter)
+	orDefault(&c.QueueSize, DefaultQueueSize)
+	orDefault(&c.Workers, DefaultWorkers)
+	orDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
+	orDefault(&c.MaxClockSkew, DefaultMaxClockSkew)
+	orDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	orDefault(&c.Listen, DefaultListen)
+	orDefault(&c.AdminListen, DefaultAdminListen)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -147,6 +135,14 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// orDefault sets *v to def when it is the zero value.
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }
 
 // Validate reports every problem of the configuration at once. Zero values that New replaces

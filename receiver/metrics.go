@@ -5,18 +5,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/imcallback/callback-operator/internal/version"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
-// Label values of imcallback_callbacks_total{outcome} and imcallback_events_total{result}.
+// Label values of imcallback_callbacks_total{outcome} and imcallback_events_total{result}:
+// the contract's, re-exported for users of this package.
 const (
-	OutcomeAccepted    = "accepted"
-	OutcomeRejected    = "rejected"
-	OutcomeIgnored     = "ignored"
-	OutcomeUnavailable = "unavailable"
+	OutcomeAccepted    = contract.OutcomeAccepted
+	OutcomeRejected    = contract.OutcomeRejected
+	OutcomeIgnored     = contract.OutcomeIgnored
+	OutcomeUnavailable = contract.OutcomeUnavailable
 
-	ResultDelivered    = "delivered"
-	ResultDeadLettered = "dead_lettered"
-	ResultFailed       = "failed"
+	ResultDelivered    = contract.ResultDelivered
+	ResultDeadLettered = contract.ResultDeadLettered
+	ResultFailed       = contract.ResultFailed
 )
 
 // metrics are one receiver's collectors, registered in its own registry. Every labelled child
@@ -42,9 +44,9 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m := &metrics{registry: reg}
 
 	callbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "imcallback_callbacks_total",
+		Name: contract.MetricCallbacks,
 		Help: "Callback requests answered, by outcome; their sum is the number received.",
-	}, []string{"outcome"})
+	}, []string{contract.LabelOutcome})
 	m.accepted = callbacks.WithLabelValues(OutcomeAccepted)
 	m.rejected = callbacks.WithLabelValues(OutcomeRejected)
 	m.ignored = callbacks.WithLabelValues(OutcomeIgnored)
@@ -59,9 +61,9 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	}
 
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "imcallback_events_total",
+		Name: contract.MetricEvents,
 		Help: "Accepted callbacks whose delivery ended, by result.",
-	}, []string{"result"})
+	}, []string{contract.LabelResult})
 	m.delivered = events.WithLabelValues(ResultDelivered)
 	m.deadLettered = events.WithLabelValues(ResultDeadLettered)
 	m.failed = events.WithLabelValues(ResultFailed)
@@ -71,7 +73,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 		Help: "Delivery attempts after the first one of an event, to the sink or the dead-letter sink.",
 	})
 	m.pairs = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "imcallback_pairs_total",
+		Name: contract.MetricPairs,
 		Help: "Account pairs (PairList entries) in accepted callbacks.",
 	})
 
@@ -103,9 +105,9 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m.attemptDLS = attempts.WithLabelValues("dead_letter_sink")
 
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "imcallback_receiver_info",
+		Name: contract.MetricInfo,
 		Help: "Always 1; incarnation is random per receiver start, so a changed incarnation means its counters restarted from zero.",
-	}, []string{"incarnation", "version"})
+	}, []string{contract.LabelIncarnation, "version"})
 	info.WithLabelValues(incarnation, version.Version).Set(1)
 
 	reg.MustRegister(callbacks, rejected, events, m.retries, m.pairs, requests, delivery, attempts, info,

@@ -56,9 +56,6 @@ var reasonNames = [numReasons]string{
 
 func (r Reason) String() string { return reasonNames[r] }
 
-// Reasons lists every reject reason label value.
-func Reasons() []string { return append([]string(nil), reasonNames[:]...) }
-
 // reply is the protocol's answer body.
 type reply struct {
 	ActionStatus string

@@ -19,16 +19,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/imcallback/callback-operator/internal/version"
 	"github.com/imcallback/callback-operator/receiver"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
-
-// TokenEnv names the environment variable holding the IM console's callback token.
-const TokenEnv = "IM_CALLBACK_TOKEN"
 
 // defaultGCPercent is the GC target unless GOGC is set.
 const defaultGCPercent = 400
@@ -60,7 +57,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	slog.SetDefault(logger)
 	cfg.Logger = logger
 	// Secrets mounted from files often end in a newline; a token never has surrounding space.
-	cfg.Token = strings.TrimSpace(getenv(TokenEnv))
+	cfg.Token = strings.TrimSpace(getenv(contract.TokenEnv))
 
 	r, err := receiver.New(cfg)
 	if err != nil {
@@ -93,32 +90,11 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: receiver --sdkappid N --path /p --sink URL [flags]\n\n"+
 			"Answers Tencent Cloud IM callbacks and forwards them to a sink as CloudEvents.\n"+
-			"The callback token is read from $%s (never a flag); without it callbacks are not authenticated.\n\n", TokenEnv)
+			"The callback token is read from $%s (never a flag); without it callbacks are not authenticated.\n\n", contract.TokenEnv)
 		fs.PrintDefaults()
 	}
-	commands := strings.Join(cfg.Commands, ",")
-	maxBody := byteSize(cfg.MaxBodyBytes)
-
-	fs.Uint64Var(&cfg.SdkAppID, "sdkappid", 0, "the IM application's SDKAppID (required)")
-	fs.StringVar(&cfg.Path, "path", "", "URL path callbacks are POSTed to, e.g. /im/callback (required)")
-	fs.StringVar(&commands, "commands", commands, "comma-separated CallbackCommands to forward; others are answered OK and counted ignored")
-	fs.StringVar(&cfg.Sink, "sink", "", "absolute http(s) URL the CloudEvents are sent to (required)")
-	fs.StringVar(&cfg.DeadLetterSink, "dead-letter-sink", "", "absolute http(s) URL for events the sink did not take after the last attempt")
-	fs.IntVar(&cfg.Retry, "retry", cfg.Retry, "retries after the first delivery attempt")
-	fs.StringVar(&cfg.BackoffPolicy, "backoff-policy", cfg.BackoffPolicy, "exponential (delay x 2^n before retry n) or linear (delay x n)")
-	fs.DurationVar(&cfg.BackoffDelay, "backoff-delay", cfg.BackoffDelay, "base delay of the backoff policy")
-	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of each delivery attempt")
-	fs.IntVar(&cfg.QueueSize, "queue-size", cfg.QueueSize, "accepted callbacks waiting for delivery; when full, callbacks get 503")
-	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent deliveries")
-	fs.Var(&maxBody, "max-body-bytes", "largest callback body accepted, in bytes (suffixes Ki, Mi allowed)")
-	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference between RequestTime and this clock (with a token)")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address for callbacks")
-	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "address for /metrics, /healthz and /readyz")
-	fs.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate for the callback port; re-read when it changes")
-	fs.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM private key for the callback port; re-read when it changes")
-	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", cfg.ShutdownDelay, "after SIGTERM, how long callbacks are still accepted while /readyz fails")
-	fs.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "bound of the whole shutdown, counted from SIGTERM")
-	fs.TextVar(&opts.logLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	cfg.RegisterFlags(fs)
+	fs.TextVar(&opts.logLevel, contract.FlagLogLevel, slog.LevelInfo, "debug, info, warn or error")
 	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
 
 	if err := fs.Parse(args); err != nil {
@@ -127,42 +103,5 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	if fs.NArg() > 0 {
 		return cfg, opts, fmt.Errorf("unexpected arguments %q (flags only)", fs.Args())
 	}
-	cfg.Commands = nil
-	for _, c := range strings.Split(commands, ",") {
-		if c = strings.TrimSpace(c); c != "" {
-			cfg.Commands = append(cfg.Commands, c)
-		}
-	}
-	if len(cfg.Commands) == 0 {
-		return cfg, opts, errors.New("--commands must name at least one command")
-	}
-	cfg.MaxBodyBytes = int64(maxBody)
-	if cfg.MaxBodyBytes <= 0 {
-		return cfg, opts, errors.New("--max-body-bytes must be > 0")
-	}
 	return cfg, opts, nil
-}
-
-// byteSize is a flag value in bytes, with optional binary suffixes as Kubernetes writes them.
-type byteSize int64
-
-func (b *byteSize) String() string { return strconv.FormatInt(int64(*b), 10) }
-
-func (b *byteSize) Set(s string) error {
-	mult := int64(1)
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}} {
-		if strings.HasSuffix(s, u.suffix) {
-			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
-		return fmt.Errorf("%q is not a byte count (like 1048576 or 1Mi)", s)
-	}
-	*b = byteSize(n * mult)
-	return nil
 }

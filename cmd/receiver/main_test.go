@@ -42,7 +42,7 @@ func TestFlagsDefaults(t *testing.T) {
 		cfg.BackoffDelay != 200*time.Millisecond || cfg.DeliveryTimeout != time.Second || cfg.QueueSize != 10000 ||
 		cfg.MaxBodyBytes != 1<<20 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
 		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version {
-		t.Errorf("defaults differ from design.md: %+v", cfg)
+		t.Errorf("defaults differ from the contract: %+v", cfg)
 	}
 }
 

@@ -10,14 +10,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
-)
-
-// Metric names of the receiver (see receiver/metrics.go), the contract this package reads.
-const (
-	metricCallbacks = "imcallback_callbacks_total"
-	metricEvents    = "imcallback_events_total"
-	metricPairs     = "imcallback_pairs_total"
-	metricInfo      = "imcallback_receiver_info"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
 // Parse reads a receiver's /metrics text exposition: its incarnation and its counters.
@@ -27,46 +20,48 @@ func Parse(r io.Reader) (incarnation string, c cbv1.Counts, err error) {
 	if err != nil {
 		return "", c, fmt.Errorf("parsing metrics: %w", err)
 	}
-	info := families[metricInfo]
+	info := families[contract.MetricInfo]
 	if info == nil || len(info.GetMetric()) != 1 {
-		return "", c, errors.New("no single " + metricInfo + ": not a callback receiver")
+		return "", c, errors.New("no single " + contract.MetricInfo + ": not a callback receiver")
 	}
-	incarnation = label(info.GetMetric()[0], "incarnation")
+	incarnation = label(info.GetMetric()[0], contract.LabelIncarnation)
 	if incarnation == "" {
-		return "", c, errors.New(metricInfo + " has no incarnation label")
+		return "", c, errors.New(contract.MetricInfo + " has no incarnation label")
 	}
 
-	for _, m := range families[metricCallbacks].GetMetric() {
-		v := counter(m)
-		switch label(m, "outcome") {
-		case "accepted":
-			c.Accepted += v
-		case "rejected":
-			c.Rejected += v
-		case "ignored":
-			c.Ignored += v
-		case "unavailable":
-			c.Unavailable += v
-		default:
-			continue
-		}
-		c.Received += v
+	outcomes := map[string]*int64{
+		contract.OutcomeAccepted:    &c.Accepted,
+		contract.OutcomeRejected:    &c.Rejected,
+		contract.OutcomeIgnored:     &c.Ignored,
+		contract.OutcomeUnavailable: &c.Unavailable,
 	}
-	for _, m := range families[metricEvents].GetMetric() {
-		v := counter(m)
-		switch label(m, "result") {
-		case "delivered":
-			c.Delivered += v
-		case "dead_lettered":
-			c.DeadLettered += v
-		case "failed":
-			c.Failed += v
-		}
-	}
-	for _, m := range families[metricPairs].GetMetric() {
+	// Every outcome is a received callback.
+	sum(families[contract.MetricCallbacks], contract.LabelOutcome, outcomes, &c.Received)
+	sum(families[contract.MetricEvents], contract.LabelResult, map[string]*int64{
+		contract.ResultDelivered:    &c.Delivered,
+		contract.ResultDeadLettered: &c.DeadLettered,
+		contract.ResultFailed:       &c.Failed,
+	}, nil)
+	for _, m := range families[contract.MetricPairs].GetMetric() {
 		c.Pairs += counter(m)
 	}
 	return incarnation, c, nil
+}
+
+// sum adds each sample of a family to the counter its label's value selects (unknown values
+// are skipped), and to total when it is not nil.
+func sum(f *dto.MetricFamily, name string, into map[string]*int64, total *int64) {
+	for _, m := range f.GetMetric() {
+		dst := into[label(m, name)]
+		if dst == nil {
+			continue
+		}
+		v := counter(m)
+		*dst += v
+		if total != nil {
+			*total += v
+		}
+	}
 }
 
 func label(m *dto.Metric, name string) string {

@@ -1,0 +1,96 @@
+// Package contract is the interface between the manager and the receiver it runs: the
+// receiver's flag names, the environment variable of the token, and the defaults the receiver
+// applies to every flag the manager leaves out. cmd/receiver parses these flags and the
+// manager's pod builder (controllers/resources) writes them, so both name them from here.
+//
+// It is a leaf package (constants and a helper, no dependencies) so that the manager does not
+// link the receiver's data plane to know its contract.
+package contract
+
+import "time"
+
+// TokenEnv names the environment variable holding the IM console's callback token. The token
+// never travels as a flag, where it would show in the pod spec and in process listings.
+const TokenEnv = "IM_CALLBACK_TOKEN"
+
+// Flag names of the receiver (without the leading "--").
+const (
+	FlagSdkAppID        = "sdkappid"
+	FlagPath            = "path"
+	FlagCommands        = "commands"
+	FlagSink            = "sink"
+	FlagDeadLetterSink  = "dead-letter-sink"
+	FlagRetry           = "retry"
+	FlagBackoffPolicy   = "backoff-policy"
+	FlagBackoffDelay    = "backoff-delay"
+	FlagDeliveryTimeout = "delivery-timeout"
+	FlagQueueSize       = "queue-size"
+	FlagWorkers         = "workers"
+	FlagMaxBodyBytes    = "max-body-bytes"
+	FlagMaxClockSkew    = "max-clock-skew"
+	FlagListen          = "listen"
+	FlagAdminListen     = "admin-listen"
+	FlagTLSCertFile     = "tls-cert-file"
+	FlagTLSKeyFile      = "tls-key-file"
+	FlagShutdownDelay   = "shutdown-delay"
+	FlagShutdownTimeout = "shutdown-timeout"
+	FlagLogLevel        = "log-level"
+)
+
+// Backoff policies, named as in Knative's DeliverySpec.
+const (
+	BackoffExponential = "exponential" // delay x 2^n before retry n (n = 1, 2, ...)
+	BackoffLinear      = "linear"      // delay x n before retry n
+)
+
+// Defaults of the receiver's flags: what a flag the manager does not write means.
+const (
+	DefaultCommand         = "Sns.CallbackBlackListDelete"
+	DefaultRetry           = 3
+	DefaultBackoffPolicy   = BackoffExponential
+	DefaultBackoffDelay    = 200 * time.Millisecond
+	DefaultDeliveryTimeout = time.Second
+	DefaultQueueSize       = 10000
+	DefaultWorkers         = 64
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultMaxClockSkew    = 60 * time.Second
+	DefaultCallbackPort    = 8080
+	DefaultAdminPort       = 9090
+	DefaultShutdownDelay   = 5 * time.Second
+	DefaultShutdownTimeout = 25 * time.Second
+)
+
+// Arg renders one flag as the manager writes it into the pod: --name=value.
+func Arg(name, value string) string { return "--" + name + "=" + value }
+
+// Metrics the manager reads from the receiver's admin port (/metrics): the counts in a
+// CallbackReceiver's status come from these alone.
+const (
+	// MetricCallbacks counts callback requests by LabelOutcome; their sum is "received".
+	MetricCallbacks = "imcallback_callbacks_total"
+	// MetricEvents counts accepted callbacks whose delivery ended, by LabelResult.
+	MetricEvents = "imcallback_events_total"
+	// MetricPairs counts the PairList entries of accepted callbacks.
+	MetricPairs = "imcallback_pairs_total"
+	// MetricInfo is 1, labelled with LabelIncarnation (random per process start) and version.
+	MetricInfo = "imcallback_receiver_info"
+
+	LabelOutcome     = "outcome"
+	LabelResult      = "result"
+	LabelIncarnation = "incarnation"
+)
+
+// Values of LabelOutcome.
+const (
+	OutcomeAccepted    = "accepted"
+	OutcomeRejected    = "rejected"
+	OutcomeIgnored     = "ignored"
+	OutcomeUnavailable = "unavailable"
+)
+
+// Values of LabelResult.
+const (
+	ResultDelivered    = "delivered"
+	ResultDeadLettered = "dead_lettered"
+	ResultFailed       = "failed"
+)
