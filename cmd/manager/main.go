@@ -69,7 +69,7 @@ func main() {
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader, so that only one manager of several writes at a time.")
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; the manager's own when in a cluster.")
-	flag.StringVar(&o.receiverImage, "receiver-image", os.Getenv("RECEIVER_IMAGE"), "Image of the receiver pods, normally the manager's own (env RECEIVER_IMAGE).")
+	flag.StringVar(&o.receiverImage, "receiver-image", envOr("RECEIVER_IMAGE", version.Image()), "Image of the receiver pods (env RECEIVER_IMAGE); by default the operator's own image at this binary's version.")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "DNS domain of the cluster, for Service URLs.")
 	flag.IntVar(&o.workers, "workers", 8, "CallbackReceivers reconciled at once.")
 	flag.DurationVar(&o.scrapeInterval, "scrape-interval", 10*time.Second, "How often each receiver pod's counters are read.")
@@ -96,7 +96,7 @@ func main() {
 func run(o options) error {
 	log := ctrl.Log.WithName("setup")
 	if o.receiverImage == "" {
-		return errors.New("no receiver image: set --receiver-image or RECEIVER_IMAGE")
+		return errors.New("--receiver-image is empty: give the image receiver pods run, or leave it unset for " + version.Image())
 	}
 	if o.scrapeTimeout <= 0 || o.scrapeInterval <= 0 {
 		return errors.New("--scrape-interval and --scrape-timeout must be positive")
@@ -161,6 +161,13 @@ func run(o options) error {
 	}
 	log.Info("starting manager", "version", version.Version, "receiverImage", o.receiverImage)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // scrapeTransport reaches receiver pods directly, never through a proxy.

@@ -5,8 +5,6 @@
 package resources
 
 import (
-	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -23,26 +22,22 @@ import (
 	"k8s.io/utils/ptr"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
-// Ports and timings of the receiver container. The admin port is not exposed by the
-// Service: the manager scrapes it at each pod's address.
+// Ports of the receiver container: the receiver's default ports, as the manager writes no
+// --listen flags. The admin port is not exposed by the Service: the manager scrapes it at
+// each pod's address.
 const (
 	ContainerName    = "receiver"
-	CallbackPort     = 8080
-	AdminPort        = 9090
+	CallbackPort     = contract.DefaultCallbackPort
+	AdminPort        = contract.DefaultAdminPort
 	CallbackPortName = "http"
 	AdminPortName    = "admin"
 
-	// ShutdownDelay keeps accepting callbacks after SIGTERM while the pod leaves the
-	// Service's endpoints; ShutdownTimeout bounds the whole shutdown, drain and final
-	// scrape included. The grace period leaves the receiver time to exit on its own.
-	ShutdownDelay   = 5 * time.Second
-	ShutdownTimeout = 25 * time.Second
-	GracePeriod     = int64(35)
-
-	// TokenEnv is the variable the receiver reads its token from.
-	TokenEnv = "IM_CALLBACK_TOKEN"
+	// GracePeriod leaves the receiver time to finish its own shutdown (drain and final
+	// scrape, bounded by its default --shutdown-timeout) and exit before the kubelet kills it.
+	GracePeriod = int64(contract.DefaultShutdownTimeout/time.Second) + 10
 
 	// TokenChecksumAnnotation on the pod template changes when the token's value does, so
 	// a rotated token rolls the pods.
@@ -83,19 +78,7 @@ func SelectorLabels(cr *cbv1.CallbackReceiver) map[string]string {
 }
 
 // Selector is SelectorLabels as a label selector string, for the scale subresource.
-func Selector(cr *cbv1.CallbackReceiver) string {
-	l := SelectorLabels(cr)
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+l[k])
-	}
-	return strings.Join(parts, ",")
-}
+func Selector(cr *cbv1.CallbackReceiver) string { return labels.Set(SelectorLabels(cr)).String() }
 
 // Labels go on every child object and on the pods.
 func Labels(cr *cbv1.CallbackReceiver) map[string]string {
@@ -191,54 +174,45 @@ func DefaultResources() corev1.ResourceRequirements {
 	}
 }
 
-// Args are the receiver's flags for a resource (see cmd/receiver).
+// Args are the receiver's flags for a resource: only those the spec (or a resolved sink)
+// sets, so that the receiver's own defaults are the one copy of what an unset field means.
 func Args(cr *cbv1.CallbackReceiver, p Params) []string {
-	cmds := make([]string, 0, len(cr.Spec.Commands))
-	for _, c := range cr.Spec.Commands {
-		cmds = append(cmds, string(c))
-	}
-	if len(cmds) == 0 {
-		cmds = append(cmds, cbv1.DefaultCommand)
-	}
-	d := cr.Spec.Delivery
-	if d == nil {
-		d = &cbv1.DeliverySpec{}
-	}
-	policy := d.BackoffPolicy
-	if policy == "" {
-		policy = cbv1.BackoffExponential
-	}
 	args := []string{
-		"--sdkappid=" + strconv.FormatInt(cr.Spec.SdkAppID, 10),
-		"--path=" + cr.Spec.Path,
-		"--commands=" + strings.Join(cmds, ","),
-		"--sink=" + p.SinkURI,
+		contract.Arg(contract.FlagSdkAppID, strconv.FormatInt(cr.Spec.SdkAppID, 10)),
+		contract.Arg(contract.FlagPath, cr.Spec.Path),
 	}
+	if len(cr.Spec.Commands) > 0 {
+		cmds := make([]string, 0, len(cr.Spec.Commands))
+		for _, c := range cr.Spec.Commands {
+			cmds = append(cmds, string(c))
+		}
+		args = append(args, contract.Arg(contract.FlagCommands, strings.Join(cmds, ",")))
+	}
+	args = append(args, contract.Arg(contract.FlagSink, p.SinkURI))
 	if p.DeadLetterSinkURI != "" {
-		args = append(args, "--dead-letter-sink="+p.DeadLetterSinkURI)
+		args = append(args, contract.Arg(contract.FlagDeadLetterSink, p.DeadLetterSinkURI))
 	}
-	args = append(args,
-		"--retry="+strconv.Itoa(int(ptr.Deref(d.Retry, 3))),
-		"--backoff-policy="+string(policy),
-		"--backoff-delay="+duration(d.BackoffDelay, 200*time.Millisecond),
-		"--delivery-timeout="+duration(d.Timeout, time.Second),
-	)
-	if cr.Spec.Auth != nil {
-		args = append(args, "--max-clock-skew="+duration(cr.Spec.Auth.MaxClockSkew, time.Minute))
+	if d := cr.Spec.Delivery; d != nil {
+		if d.Retry != nil {
+			args = append(args, contract.Arg(contract.FlagRetry, strconv.Itoa(int(*d.Retry))))
+		}
+		if d.BackoffPolicy != "" {
+			args = append(args, contract.Arg(contract.FlagBackoffPolicy, string(d.BackoffPolicy)))
+		}
+		args = appendDuration(args, contract.FlagBackoffDelay, d.BackoffDelay)
+		args = appendDuration(args, contract.FlagDeliveryTimeout, d.Timeout)
 	}
-	return append(args,
-		fmt.Sprintf("--listen=:%d", CallbackPort),
-		fmt.Sprintf("--admin-listen=:%d", AdminPort),
-		"--shutdown-delay="+ShutdownDelay.String(),
-		"--shutdown-timeout="+ShutdownTimeout.String(),
-	)
+	if a := cr.Spec.Auth; a != nil {
+		args = appendDuration(args, contract.FlagMaxClockSkew, a.MaxClockSkew)
+	}
+	return args
 }
 
-func duration(d *metav1.Duration, def time.Duration) string {
+func appendDuration(args []string, flag string, d *metav1.Duration) []string {
 	if d == nil {
-		return def.String()
+		return args
 	}
-	return d.Duration.String()
+	return append(args, contract.Arg(flag, d.Duration.String()))
 }
 
 // Deployment runs the receiver pods, hardened to the restricted Pod Security Standard.
@@ -285,7 +259,7 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 				WithDivisor(resource.MustParse("1")))),
 	}
 	if a := cr.Spec.Auth; a != nil {
-		env = append(env, corev1ac.EnvVar().WithName(TokenEnv).WithValueFrom(corev1ac.EnvVarSource().
+		env = append(env, corev1ac.EnvVar().WithName(contract.TokenEnv).WithValueFrom(corev1ac.EnvVarSource().
 			WithSecretKeyRef(corev1ac.SecretKeySelector().
 				WithName(a.TokenSecretRef.Name).WithKey(a.TokenSecretRef.Key))))
 	}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
 func base() *cbv1.CallbackReceiver {
@@ -50,11 +51,8 @@ func TestArgs(t *testing.T) {
 		p      Params
 		want   []string
 	}{
-		{"defaults", nil, params, []string{
-			"--sdkappid=1400000001", "--path=/im/callback", "--commands=Sns.CallbackBlackListDelete",
-			"--sink=http://moderation.chat.svc.cluster.local/events",
-			"--retry=3", "--backoff-policy=exponential", "--backoff-delay=200ms", "--delivery-timeout=1s",
-			"--listen=:8080", "--admin-listen=:9090", "--shutdown-delay=5s", "--shutdown-timeout=25s",
+		{"nothing but the required fields: the receiver's defaults apply", nil, params, []string{
+			"--sdkappid=1400000001", "--path=/im/callback", "--sink=http://moderation.chat.svc.cluster.local/events",
 		}},
 		{"everything set", func(cr *cbv1.CallbackReceiver) {
 			cr.Spec.Commands = []cbv1.Command{"Sns.CallbackBlackListDelete", "Sns.CallbackFriendDelete"}
@@ -67,7 +65,6 @@ func TestArgs(t *testing.T) {
 			"--sdkappid=1400000001", "--path=/im/callback", "--commands=Sns.CallbackBlackListDelete,Sns.CallbackFriendDelete",
 			"--sink=http://s/e", "--dead-letter-sink=http://dlq/x",
 			"--retry=0", "--backoff-policy=linear", "--backoff-delay=1s", "--delivery-timeout=300ms", "--max-clock-skew=1m30s",
-			"--listen=:8080", "--admin-listen=:9090", "--shutdown-delay=5s", "--shutdown-timeout=25s",
 		}},
 	}
 	for _, c := range cases {
@@ -120,7 +117,7 @@ func TestDeployment(t *testing.T) {
 				t.Errorf("container security %+v", sc)
 			case *pod.AutomountServiceAccountToken, *pod.EnableServiceLinks:
 				t.Error("credentials or service links mounted")
-			case *pod.TerminationGracePeriodSeconds <= int64(ShutdownTimeout/time.Second):
+			case *pod.TerminationGracePeriodSeconds <= int64(contract.DefaultShutdownTimeout/time.Second):
 				t.Errorf("grace %d does not cover the shutdown timeout", *pod.TerminationGracePeriodSeconds)
 			case c.ReadinessProbe.HTTPGet.Path != "/readyz", c.LivenessProbe.HTTPGet.Path != "/healthz":
 				t.Error("probes")
@@ -132,7 +129,7 @@ func TestDeployment(t *testing.T) {
 		{"auth", func(cr *cbv1.CallbackReceiver) {
 			cr.Spec.Auth = &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "tok", Key: "k"}}
 		}, Params{Image: "i", SinkURI: "http://s", TokenChecksum: "sha256:abc"}, func(t *testing.T, d *appsv1.Deployment) {
-			want := corev1.EnvVar{Name: TokenEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			want := corev1.EnvVar{Name: contract.TokenEnv, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: "tok"}, Key: "k"}}}
 			if env := d.Spec.Template.Spec.Containers[0].Env; len(env) != 2 || !reflect.DeepEqual(env[1], want) {
 				t.Errorf("env %+v", env)
