@@ -16,7 +16,6 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -32,27 +31,6 @@ import (
 
 // FieldManager owns every child object and the status fields the reconciler writes.
 const FieldManager = "callback-operator"
-
-// Condition reasons.
-const (
-	ReasonReady                  = "Ready"
-	ReasonResolved               = "Resolved"
-	ReasonAuthenticationDisabled = "AuthenticationDisabled"
-	ReasonTokenFound             = "TokenFound"
-	ReasonTokenSecretNotFound    = "TokenSecretNotFound"
-	ReasonTokenKeyNotFound       = "TokenKeyNotFound"
-	ReasonTokenEmpty             = "TokenEmpty"
-	ReasonDeploymentNotFound     = "DeploymentNotFound"
-	ReasonScaledToZero           = "ScaledToZero"
-	ReasonMinimumReplicas        = "MinimumReplicasAvailable"
-	ReasonUnavailable            = "MinimumReplicasUnavailable"
-	ReasonRollingOut             = "RollingOut"
-	ReasonApplyFailed            = "ApplyFailed"
-)
-
-// ConditionTokenResolved is True when callbacks are authenticated with a token that was
-// found, or authentication is off (reason AuthenticationDisabled).
-const ConditionTokenResolved = "TokenResolved"
 
 // CallbackReceiverReconciler reconciles CallbackReceivers.
 type CallbackReceiverReconciler struct {
@@ -95,12 +73,13 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if !cr.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // the garbage collector removes the children
 	}
-	base := cr.DeepCopy()
 
-	err := r.reconcile(ctx, cr)
-	if err == nil {
-		cr.Status.ObservedGeneration = cr.Generation
+	f, err := r.reconcile(ctx, cr)
+	if err != nil && f == nil {
+		return ctrl.Result{}, err // nothing learned: the status stays as it is
 	}
+	base := cr.DeepCopy()
+	cr.Status = ComputeStatus(cr, *f)
 	if !equality.Semantic.DeepEqual(base.Status, cr.Status) {
 		// A merge patch without resourceVersion: counts and incarnations, which the
 		// scraper writes, are not in it.
@@ -112,35 +91,29 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, err
 	}
 	// No watch tells when a kind is installed or the manager is allowed to read it.
-	if c := meta.FindStatusCondition(cr.Status.Conditions, cbv1.ConditionSinkResolved); c != nil &&
-		(c.Reason == sink.ReasonUnknownKind || c.Reason == sink.ReasonForbidden) {
+	if p := f.SinkProblem; p != nil && (p.Reason == cbv1.ReasonSinkKindUnknown || p.Reason == cbv1.ReasonSinkForbidden) {
 		return ctrl.Result{RequeueAfter: time.Minute}, nil
 	}
 	return ctrl.Result{}, nil
 }
 
-// reconcile does the work and records the outcome in cr.Status. It returns only transient
-// errors, which are retried with backoff; what the user must fix is a condition.
-func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.CallbackReceiver) error {
-	st := &cr.Status
-	st.URL = r.url(cr)
-	st.Selector = resources.Selector(cr)
+// reconcile applies the children and gathers the facts status is computed from. What the
+// user has to fix is a fact (a Problem), not an error; errors are transient and retried with
+// backoff. It returns no facts when it failed before learning enough to compute status.
+func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.CallbackReceiver) (*Facts, error) {
+	f := &Facts{URL: r.url(cr)}
 
-	checksum, tokenErr := r.tokens.checksum(ctx, cr)
-	if err := transient(tokenErr); err != nil {
-		return err
+	checksum, err := r.tokens.checksum(ctx, cr)
+	if f.TokenProblem, err = problem(err); err != nil {
+		return nil, err
 	}
-	r.setTokenCondition(cr, tokenErr)
-
-	sinkURI, dlsURI, sinkErr := r.resolveSinks(ctx, cr)
-	if err := transient(sinkErr); err != nil {
-		return err
+	f.SinkURI, f.DeadLetterSinkURI, err = r.resolveSinks(ctx, cr)
+	if se, ok := sink.AsError(err); ok {
+		f.SinkProblem, err = se, nil
 	}
-	// The URIs first: the condition's message names them.
-	if sinkErr == nil {
-		st.SinkURI, st.DeadLetterSinkURI = sinkURI, dlsURI
+	if err != nil {
+		return nil, err
 	}
-	r.setSinkCondition(cr, sinkErr)
 
 	var actions []string
 	var applyErrs []error
@@ -160,21 +133,20 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	apply("Service", func() (string, error) {
 		return applyChild(ctx, r.Client, r.applied, &corev1.Service{}, resources.Service(cr), corev1ac.ExtractService)
 	})
-	// The Deployment as the API server returned it from an apply: the cache may not have
-	// it yet, and status computed from the cache would be written again a moment later.
-	var applied *appsv1.Deployment
 	// Without a token or a sink the receiver cannot work: a Deployment that exists keeps
 	// running as it is (it still answers callbacks), a new one waits.
-	if tokenErr == nil && sinkErr == nil {
-		params := resources.Params{Image: r.Image, SinkURI: sinkURI, DeadLetterSinkURI: dlsURI, TokenChecksum: checksum}
+	if f.TokenProblem == nil && f.SinkProblem == nil {
+		params := resources.Params{Image: r.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI, TokenChecksum: checksum}
 		apply("Deployment", func() (string, error) {
 			desired := resources.Deployment(cr, params)
 			action, err := applyChild(ctx, r.Client, r.applied, &appsv1.Deployment{}, desired, appsv1ac.ExtractDeployment)
 			if err == nil && action != "" {
-				// Apply filled desired with the response.
+				// The Deployment as the API server returned it (apply filled desired): the
+				// cache may not have it yet, and status computed from the cache would be
+				// written again a moment later.
 				d := &appsv1.Deployment{}
 				if fromApplied(desired, d) == nil {
-					applied = d
+					f.Deployment = d
 				}
 			}
 			return action, err
@@ -186,37 +158,36 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Applied", "Apply", "%s", strings.Join(actions, ", "))
 	}
 	if len(applyErrs) > 0 {
-		err := errors.Join(applyErrs...)
-		r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, ReasonApplyFailed, "Apply", "%v", err)
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
-			Type: cbv1.ConditionReady, Status: metav1.ConditionFalse, Reason: ReasonApplyFailed,
-			Message: truncate("Applying child objects failed, retrying: " + err.Error()), ObservedGeneration: cr.Generation,
-		})
-		return err
+		f.ApplyError = errors.Join(applyErrs...)
+		r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, cbv1.ReasonApplyFailed, "Apply", "%v", f.ApplyError)
 	}
-
-	if err := r.setAvailable(ctx, cr, applied); err != nil {
-		return err
+	if f.Deployment == nil {
+		d := &appsv1.Deployment{}
+		switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(cr), d); {
+		case err == nil && metav1.IsControlledBy(d, cr):
+			f.Deployment = d
+		case client.IgnoreNotFound(err) != nil:
+			return nil, errors.Join(f.ApplyError, err)
+		}
 	}
-	r.setReady(cr)
-	return nil
+	return f, f.ApplyError
 }
 
 func (r *CallbackReceiverReconciler) resolveSinks(ctx context.Context, cr *cbv1.CallbackReceiver) (string, string, error) {
 	if ref, ok := sink.RefOf(cr.Namespace, &cr.Spec.Sink); ok {
 		r.kinds.ensure(ctx, ref.GVK)
 	}
-	sinkURI, err := r.sinks.Resolve(ctx, cr.Namespace, &cr.Spec.Sink)
+	sinkURI, err := r.sinks.Resolve(ctx, cr.Namespace, "spec.sink", &cr.Spec.Sink)
 	if err != nil {
-		return "", "", prefix(err, "spec.sink: ")
+		return "", "", err
 	}
 	var dls string
 	if d := cr.Spec.Delivery; d != nil && d.DeadLetterSink != nil {
 		if ref, ok := sink.RefOf(cr.Namespace, d.DeadLetterSink); ok {
 			r.kinds.ensure(ctx, ref.GVK)
 		}
-		if dls, err = r.sinks.Resolve(ctx, cr.Namespace, d.DeadLetterSink); err != nil {
-			return "", "", prefix(err, "spec.delivery.deadLetterSink: ")
+		if dls, err = r.sinks.Resolve(ctx, cr.Namespace, "spec.delivery.deadLetterSink", d.DeadLetterSink); err != nil {
+			return "", "", err
 		}
 	}
 	return sinkURI, dls, nil
@@ -249,38 +220,11 @@ func (r *CallbackReceiverReconciler) url(cr *cbv1.CallbackReceiver) string {
 	return "http://" + host + cr.Spec.Path
 }
 
-// transient returns err unless the user has to fix it (a *sink.Error or *userError).
-func transient(err error) error {
-	if err == nil {
-		return nil
+// problem separates what the user has to fix (a *Problem) from a transient error.
+func problem(err error) (*Problem, error) {
+	var p *Problem
+	if errors.As(err, &p) {
+		return p, nil
 	}
-	if _, ok := sink.AsError(err); ok {
-		return nil
-	}
-	var ue *userError
-	if errors.As(err, &ue) {
-		return nil
-	}
-	return err
-}
-
-func prefix(err error, p string) error {
-	if se, ok := sink.AsError(err); ok {
-		return &sink.Error{Reason: se.Reason, Message: p + se.Message}
-	}
-	return err
-}
-
-// userError is a problem the user has to fix, with the condition reason to report it.
-type userError struct{ reason, message string }
-
-func (e *userError) Error() string { return e.message }
-
-// truncate keeps a condition message within the API's limit.
-func truncate(s string) string {
-	const limit = 32 * 1024
-	if len(s) > limit {
-		return s[:limit]
-	}
-	return s
+	return nil, err
 }

@@ -28,6 +28,7 @@ import (
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers"
 	"github.com/imcallback/callback-operator/controllers/resources"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
 const token = "s3cret-token-from-the-console"
@@ -156,7 +157,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	g.Expect(c.Args).To(ContainElements("--sdkappid=1400000001", "--path=/im/callback",
 		"--commands=Sns.CallbackBlackListDelete", "--sink="+sinkURI, "--dead-letter-sink=http://dlq.example.com/dead",
 		"--retry=3", "--backoff-policy=exponential", "--backoff-delay=200ms", "--delivery-timeout=1s",
-		"--max-clock-skew=1m0s", "--shutdown-timeout=25s"))
+		"--max-clock-skew=1m0s"))
 	g.Expect(c.Env).To(ContainElement(corev1.EnvVar{Name: "IM_CALLBACK_TOKEN", ValueFrom: &corev1.EnvVarSource{
 		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "im-callback-token"}, Key: "token"},
 	}}))
@@ -169,7 +170,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	g.Expect(c.ReadinessProbe.HTTPGet.Path).To(Equal("/readyz"))
 	g.Expect(c.LivenessProbe.HTTPGet.Path).To(Equal("/healthz"))
 	g.Expect(c.ReadinessProbe.HTTPGet.Port).To(Equal(intstr.FromString("admin")))
-	g.Expect(*pod.TerminationGracePeriodSeconds).To(BeNumerically(">", int64(resources.ShutdownTimeout/time.Second)))
+	g.Expect(*pod.TerminationGracePeriodSeconds).To(BeNumerically(">", int64(contract.DefaultShutdownTimeout/time.Second)))
 	g.Expect(c.Resources.Requests.Cpu().String()).To(Equal("50m"))
 	g.Expect(c.Resources.Requests.Memory().String()).To(Equal("64Mi"))
 	g.Expect(c.Resources.Limits.Memory().String()).To(Equal("256Mi"))
@@ -202,11 +203,11 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 		g.Expect(cr.Status.DeadLetterSinkURI).To(Equal("http://dlq.example.com/dead"))
 		g.Expect(cr.Status.Selector).To(Equal("app.kubernetes.io/instance=blacklist,app.kubernetes.io/name=callback-receiver"))
 		g.Expect(condition(cr, cbv1.ConditionSinkResolved).Status).To(Equal(metav1.ConditionTrue))
-		g.Expect(condition(cr, controllers.ConditionTokenResolved).Reason).To(Equal(controllers.ReasonTokenFound))
+		g.Expect(condition(cr, cbv1.ConditionTokenResolved).Reason).To(Equal(cbv1.ReasonTokenFound))
 		// No Deployment controller runs here: the Deployment is never observed, so never available.
-		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(controllers.ReasonRollingOut))
+		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(cbv1.ReasonRollingOut))
 		g.Expect(condition(cr, cbv1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(condition(cr, cbv1.ConditionReady).Reason).To(Equal(controllers.ReasonRollingOut))
+		g.Expect(condition(cr, cbv1.ConditionReady).Reason).To(Equal(cbv1.ReasonRollingOut))
 	}).Should(Succeed())
 
 	// kubectl describe tells the story: one event lists what was created.
@@ -307,7 +308,7 @@ func TestDeploymentAndServiceFollowTheSpec(t *testing.T) {
 				g.Expect(d.Spec.Template.Annotations).NotTo(HaveKey(resources.TokenChecksumAnnotation))
 				g.Expect(arg(d, "max-clock-skew")).To(Equal("<absent>"))
 				cr := get(g, ns, "blacklist", &cbv1.CallbackReceiver{})
-				g.Expect(condition(cr, controllers.ConditionTokenResolved).Reason).To(Equal(controllers.ReasonAuthenticationDisabled))
+				g.Expect(condition(cr, cbv1.ConditionTokenResolved).Reason).To(Equal(cbv1.ReasonAuthenticationDisabled))
 			}},
 	}
 	for _, c := range cases {
@@ -381,16 +382,16 @@ func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
 		t.Helper()
 		g.Eventually(func(g Gomega) {
 			cr := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
-			c := condition(cr, controllers.ConditionTokenResolved)
+			c := condition(cr, cbv1.ConditionTokenResolved)
 			g.Expect(c.Reason).To(Equal(reason))
-			if reason != controllers.ReasonTokenFound {
+			if reason != cbv1.ReasonTokenFound {
 				g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
 				g.Expect(condition(cr, cbv1.ConditionReady).Reason).To(Equal(reason))
 				g.Expect(condition(cr, cbv1.ConditionReady).Message).To(ContainSubstring("later"))
 			}
 		}).Should(Succeed())
 	}
-	expectToken(controllers.ReasonTokenSecretNotFound)
+	expectToken(cbv1.ReasonTokenSecretNotFound)
 	// No Deployment whose pods could not start; the Service and ServiceAccount are there.
 	g.Consistently(func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &appsv1.Deployment{}))
@@ -399,17 +400,17 @@ func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
 
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "later", Namespace: ns}, StringData: map[string]string{"other": "x"}}
 	must(t, k8sClient.Create(ctx, secret))
-	expectToken(controllers.ReasonTokenKeyNotFound)
+	expectToken(cbv1.ReasonTokenKeyNotFound)
 
 	secret = get(g, ns, "later", &corev1.Secret{})
 	secret.Data["token"] = []byte{}
 	must(t, k8sClient.Update(ctx, secret))
-	expectToken(controllers.ReasonTokenEmpty)
+	expectToken(cbv1.ReasonTokenEmpty)
 
 	secret = get(g, ns, "later", &corev1.Secret{})
 	secret.Data["token"] = []byte(token)
 	must(t, k8sClient.Update(ctx, secret))
-	expectToken(controllers.ReasonTokenFound)
+	expectToken(cbv1.ReasonTokenFound)
 	waitForDeployment(g, cr)
 }
 
@@ -427,7 +428,7 @@ func TestSinkServiceRemovedAndRecreated(t *testing.T) {
 			g.Expect(c.Reason).To(Equal(reason))
 		}).Should(Succeed())
 	}
-	expectSink(metav1.ConditionTrue, controllers.ReasonResolved)
+	expectSink(metav1.ConditionTrue, cbv1.ReasonResolved)
 	d := get(g, ns, cr.Name, &appsv1.Deployment{})
 
 	must(t, k8sClient.Delete(ctx, sinkService(ns, "moderation")))
@@ -441,7 +442,7 @@ func TestSinkServiceRemovedAndRecreated(t *testing.T) {
 	svc := sinkService(ns, "moderation")
 	svc.Spec.Ports[0].Port = 8081
 	must(t, k8sClient.Create(ctx, svc))
-	expectSink(metav1.ConditionTrue, controllers.ReasonResolved)
+	expectSink(metav1.ConditionTrue, cbv1.ReasonResolved)
 	g.Eventually(func(g Gomega) {
 		g.Expect(arg(get(g, ns, cr.Name, &appsv1.Deployment{}), "sink")).To(Equal("http://moderation." + ns + ".svc.cluster.local:8081/events"))
 	}).Should(Succeed())
@@ -553,7 +554,7 @@ func TestScaleAndAvailability(t *testing.T) {
 	scaleTo(g, cr, 0)
 	g.Eventually(func(g Gomega) {
 		cr := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
-		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(controllers.ReasonScaledToZero))
+		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(cbv1.ReasonScaledToZero))
 		g.Expect(condition(cr, cbv1.ConditionReady).Message).To(ContainSubstring("kubectl scale cbr blacklist --replicas=1"))
 	}).Should(Succeed())
 }

@@ -1,118 +1,149 @@
 package controllers
 
 import (
-	"context"
-	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers/resources"
 	"github.com/imcallback/callback-operator/controllers/sink"
 )
 
-// Status is computed from the children on every reconcile: nothing is incremented in
-// place, so a restarted manager writes the same answer.
-
-func (r *CallbackReceiverReconciler) setTokenCondition(cr *cbv1.CallbackReceiver, err error) {
-	c := metav1.Condition{Type: ConditionTokenResolved, ObservedGeneration: cr.Generation}
-	var ue *userError
-	switch {
-	case cr.Spec.Auth == nil:
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonAuthenticationDisabled
-		c.Message = "Callbacks are not authenticated: anyone who can reach the URL can send them. Set spec.auth.tokenSecretRef to the IM console's callback token to verify Sign."
-	case err == nil:
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonTokenFound
-		c.Message = fmt.Sprintf("Callbacks are verified with the token in Secret %s, key %s.", cr.Spec.Auth.TokenSecretRef.Name, cr.Spec.Auth.TokenSecretRef.Key)
-	case errors.As(err, &ue):
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ue.reason, ue.message
-	}
-	meta.SetStatusCondition(&cr.Status.Conditions, c)
+// Facts are what one reconcile learned about a resource and its children. Status is computed
+// from them alone, in ComputeStatus: the reconcile steps only gather facts, so their order
+// does not matter and a restarted manager computes the same status.
+type Facts struct {
+	// URL is the in-cluster callback URL.
+	URL string
+	// TokenProblem is why the token cannot be used (nil when it was found, or without
+	// spec.auth).
+	TokenProblem *Problem
+	// SinkURI and DeadLetterSinkURI are the resolved destinations, valid when SinkProblem
+	// is nil.
+	SinkURI, DeadLetterSinkURI string
+	// SinkProblem is why a destination did not resolve.
+	SinkProblem *sink.Error
+	// ApplyError is why writing a child object failed (the operator retries).
+	ApplyError error
+	// Deployment is the receiver's Deployment as last applied or read; nil when it does not
+	// exist or is not this resource's.
+	Deployment *appsv1.Deployment
 }
 
-func (r *CallbackReceiverReconciler) setSinkCondition(cr *cbv1.CallbackReceiver, err error) {
-	c := metav1.Condition{Type: cbv1.ConditionSinkResolved, ObservedGeneration: cr.Generation}
-	if se, ok := sink.AsError(err); ok {
-		c.Status, c.Reason, c.Message = metav1.ConditionFalse, se.Reason, truncate(se.Message)
-	} else {
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonResolved
-		c.Message = "Events go to " + cr.Status.SinkURI
-		if cr.Status.DeadLetterSinkURI != "" {
-			c.Message += ", undeliverable ones to " + cr.Status.DeadLetterSinkURI
+// Problem is something the user has to fix, as a condition reason and a message that says
+// what to do.
+type Problem struct{ Reason, Message string }
+
+func (p *Problem) Error() string { return p.Message }
+
+// ComputeStatus returns cr's status as the facts say it is. Counts and incarnations, which the
+// counts controller owns, are kept as they are; condition transition times move only when a
+// condition's status changes.
+func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStatus {
+	st := *cr.Status.DeepCopy()
+	st.URL = f.URL
+	st.Selector = resources.Selector(cr)
+	if f.ApplyError == nil {
+		st.ObservedGeneration = cr.Generation
+	}
+	if f.SinkProblem == nil {
+		st.SinkURI, st.DeadLetterSinkURI = f.SinkURI, f.DeadLetterSinkURI
+	}
+	st.Replicas, st.ReadyReplicas = 0, 0
+	if f.Deployment != nil {
+		st.Replicas, st.ReadyReplicas = f.Deployment.Status.Replicas, f.Deployment.Status.ReadyReplicas
+	}
+
+	conditions := []metav1.Condition{
+		tokenCondition(cr, f.TokenProblem),
+		sinkCondition(&st, f.SinkProblem),
+		availableCondition(cr, f.Deployment),
+	}
+	ready := metav1.Condition{
+		Type: cbv1.ConditionReady, Status: metav1.ConditionTrue, Reason: cbv1.ReasonReady,
+		Message: fmt.Sprintf("Receiving callbacks at %s and delivering them to %s.", st.URL, st.SinkURI),
+	}
+	for _, c := range conditions {
+		if c.Status != metav1.ConditionTrue {
+			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, c.Reason, c.Message
+			break
 		}
-		c.Message += "."
 	}
-	meta.SetStatusCondition(&cr.Status.Conditions, c)
+	if f.ApplyError != nil {
+		ready.Status, ready.Reason = metav1.ConditionFalse, cbv1.ReasonApplyFailed
+		ready.Message = truncate("Applying child objects failed, retrying: " + f.ApplyError.Error())
+	}
+	for _, c := range append(conditions, ready) {
+		c.ObservedGeneration = cr.Generation
+		meta.SetStatusCondition(&st.Conditions, c)
+	}
+	return st
 }
 
-// setAvailable reads the Deployment's own status: replicas, ready replicas, availability.
-// applied, when not nil, is the Deployment as this reconcile just applied it, fresher than
-// the cache.
-func (r *CallbackReceiverReconciler) setAvailable(ctx context.Context, cr *cbv1.CallbackReceiver, applied *appsv1.Deployment) error {
-	c := metav1.Condition{Type: cbv1.ConditionAvailable, ObservedGeneration: cr.Generation, Status: metav1.ConditionFalse}
-	d := applied
-	var err error
-	if d == nil {
-		d = &appsv1.Deployment{}
-		err = r.Client.Get(ctx, client.ObjectKeyFromObject(cr), d)
-	}
+func tokenCondition(cr *cbv1.CallbackReceiver, p *Problem) metav1.Condition {
+	c := metav1.Condition{Type: cbv1.ConditionTokenResolved}
 	switch {
-	case client.IgnoreNotFound(err) != nil:
-		return err
-	case err != nil || !metav1.IsControlledBy(d, cr):
-		cr.Status.Replicas, cr.Status.ReadyReplicas = 0, 0
-		c.Reason = ReasonDeploymentNotFound
-		c.Message = "The receiver's Deployment does not exist yet: see the TokenResolved and SinkResolved conditions."
-		meta.SetStatusCondition(&cr.Status.Conditions, c)
-		return nil
+	case p != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, p.Reason, p.Message
+	case cr.Spec.Auth == nil:
+		c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonAuthenticationDisabled
+		c.Message = "Callbacks are not authenticated: anyone who can reach the URL can send them. Set spec.auth.tokenSecretRef to the IM console's callback token to verify Sign."
+	default:
+		c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonTokenFound
+		c.Message = fmt.Sprintf("Callbacks are verified with the token in Secret %s, key %s.", cr.Spec.Auth.TokenSecretRef.Name, cr.Spec.Auth.TokenSecretRef.Key)
 	}
-	cr.Status.Replicas, cr.Status.ReadyReplicas = d.Status.Replicas, d.Status.ReadyReplicas
+	return c
+}
+
+func sinkCondition(st *cbv1.CallbackReceiverStatus, p *sink.Error) metav1.Condition {
+	c := metav1.Condition{Type: cbv1.ConditionSinkResolved}
+	if p != nil {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, p.Reason, truncate(p.Message)
+		return c
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonResolved
+	c.Message = "Events go to " + st.SinkURI
+	if st.DeadLetterSinkURI != "" {
+		c.Message += ", undeliverable ones to " + st.DeadLetterSinkURI
+	}
+	c.Message += "."
+	return c
+}
+
+// availableCondition reads the Deployment's own status: replicas, ready replicas, availability.
+func availableCondition(cr *cbv1.CallbackReceiver, d *appsv1.Deployment) metav1.Condition {
+	c := metav1.Condition{Type: cbv1.ConditionAvailable, Status: metav1.ConditionFalse}
+	if d == nil {
+		c.Reason = cbv1.ReasonDeploymentNotFound
+		c.Message = "The receiver's Deployment does not exist yet: see the TokenResolved and SinkResolved conditions."
+		return c
+	}
 	want := resources.Replicas(cr)
 	avail := deploymentCondition(d, appsv1.DeploymentAvailable)
+	available := avail != nil && avail.Status == corev1.ConditionTrue && d.Status.ReadyReplicas > 0
 	switch {
 	case want == 0:
-		c.Reason = ReasonScaledToZero
+		c.Reason = cbv1.ReasonScaledToZero
 		c.Message = fmt.Sprintf("spec.replicas is 0: no pod receives callbacks. Scale up with: kubectl scale cbr %s --replicas=1", cr.Name)
 	case d.Status.ObservedGeneration < d.Generation:
-		c.Status = conditionStatus(avail != nil && avail.Status == corev1.ConditionTrue && d.Status.ReadyReplicas > 0)
-		c.Reason, c.Message = ReasonRollingOut, "The Deployment controller has not yet seen the latest change."
-	case avail != nil && avail.Status == corev1.ConditionTrue && d.Status.ReadyReplicas > 0:
-		c.Status, c.Reason = metav1.ConditionTrue, ReasonMinimumReplicas
+		c.Status = conditionStatus(available)
+		c.Reason, c.Message = cbv1.ReasonRollingOut, "The Deployment controller has not yet seen the latest change."
+	case available:
+		c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable
 		c.Message = fmt.Sprintf("%d of %d receiver pods are ready.", d.Status.ReadyReplicas, want)
 	default:
-		c.Reason = ReasonUnavailable
+		c.Reason = cbv1.ReasonMinimumReplicasUnavailable
 		c.Message = fmt.Sprintf("%d of %d receiver pods are ready", d.Status.ReadyReplicas, want)
 		if avail != nil && avail.Message != "" {
 			c.Message += ": " + avail.Message
 		}
 		c.Message += fmt.Sprintf(". See: kubectl describe deployment %s -n %s", d.Name, d.Namespace)
 	}
-	meta.SetStatusCondition(&cr.Status.Conditions, c)
-	return nil
-}
-
-// setReady summarises the other conditions: Ready is True when all are, else it carries the
-// reason and message of the first that is not.
-func (r *CallbackReceiverReconciler) setReady(cr *cbv1.CallbackReceiver) {
-	ready := metav1.Condition{
-		Type: cbv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonReady, ObservedGeneration: cr.Generation,
-		Message: fmt.Sprintf("Receiving callbacks at %s and delivering them to %s.", cr.Status.URL, cr.Status.SinkURI),
-	}
-	for _, t := range []string{ConditionTokenResolved, cbv1.ConditionSinkResolved, cbv1.ConditionAvailable} {
-		if c := meta.FindStatusCondition(cr.Status.Conditions, t); c == nil || c.Status != metav1.ConditionTrue {
-			if c != nil {
-				ready.Reason, ready.Message = c.Reason, c.Message
-			}
-			ready.Status = metav1.ConditionFalse
-			break
-		}
-	}
-	meta.SetStatusCondition(&cr.Status.Conditions, ready)
+	return c
 }
 
 func deploymentCondition(d *appsv1.Deployment, t appsv1.DeploymentConditionType) *appsv1.DeploymentCondition {
@@ -129,4 +160,13 @@ func conditionStatus(b bool) metav1.ConditionStatus {
 		return metav1.ConditionTrue
 	}
 	return metav1.ConditionFalse
+}
+
+// truncate keeps a condition message within the API's limit.
+func truncate(s string) string {
+	const limit = 32 * 1024
+	if len(s) > limit {
+		return s[:limit]
+	}
+	return s
 }

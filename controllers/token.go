@@ -35,14 +35,14 @@ type tokenKey struct {
 type tokenSum struct {
 	resourceVersion string
 	sum             string
-	err             *userError
+	err             *Problem
 }
 
 func newTokenCache(meta, secret client.Reader) *tokenCache {
 	return &tokenCache{meta: meta, secret: secret, sums: map[tokenKey]tokenSum{}}
 }
 
-// checksum returns the checksum of cr's token, "" without spec.auth, or a *userError when
+// checksum returns the checksum of cr's token, "" without spec.auth, or a *Problem when
 // the Secret or its key is missing or empty.
 func (t *tokenCache) checksum(ctx context.Context, cr *cbv1.CallbackReceiver) (string, error) {
 	if cr.Spec.Auth == nil {
@@ -88,8 +88,8 @@ func (t *tokenCache) forget(k tokenKey) {
 	t.mu.Unlock()
 }
 
-func notFound(k tokenKey) *userError {
-	return &userError{ReasonTokenSecretNotFound, fmt.Sprintf("Secret %s with the callback token does not exist in namespace %s: create it (kubectl create secret generic %s --from-literal=%s=<token from the IM console>) or fix spec.auth.tokenSecretRef.", k.secret.Name, k.secret.Namespace, k.secret.Name, k.key)}
+func notFound(k tokenKey) *Problem {
+	return &Problem{cbv1.ReasonTokenSecretNotFound, fmt.Sprintf("Secret %s with the callback token does not exist in namespace %s: create it (kubectl create secret generic %s --from-literal=%s=<token from the IM console>) or fix spec.auth.tokenSecretRef.", k.secret.Name, k.secret.Namespace, k.secret.Name, k.key)}
 }
 
 // sum hashes the token with the Secret's name, so equal tokens of two Secrets do not give
@@ -99,9 +99,9 @@ func sum(k tokenKey, s *corev1.Secret) tokenSum {
 	v, ok := s.Data[k.key]
 	switch {
 	case !ok:
-		out.err = &userError{ReasonTokenKeyNotFound, fmt.Sprintf("Secret %s has no key %q: add the IM console's callback token under that key, or fix spec.auth.tokenSecretRef.key.", k.secret.Name, k.key)}
+		out.err = &Problem{cbv1.ReasonTokenKeyNotFound, fmt.Sprintf("Secret %s has no key %q: add the IM console's callback token under that key, or fix spec.auth.tokenSecretRef.key.", k.secret.Name, k.key)}
 	case len(v) == 0:
-		out.err = &userError{ReasonTokenEmpty, fmt.Sprintf("Secret %s key %q is empty: put the IM console's callback token there.", k.secret.Name, k.key)}
+		out.err = &Problem{cbv1.ReasonTokenEmpty, fmt.Sprintf("Secret %s key %q is empty: put the IM console's callback token there.", k.secret.Name, k.key)}
 	default:
 		h := sha256.New()
 		_, _ = fmt.Fprintf(h, "callback-operator token\x00%s\x00%s\x00", k.secret.Namespace, k.secret.Name)

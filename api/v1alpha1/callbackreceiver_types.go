@@ -5,21 +5,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// DefaultCommand is the callback forwarded when spec.commands is not set.
-const DefaultCommand = "Sns.CallbackBlackListDelete"
-
-// Condition types of a CallbackReceiver.
-const (
-	// ConditionReady summarises the others: True when the receiver accepts callbacks and
-	// knows where to deliver them.
-	ConditionReady = "Ready"
-	// ConditionSinkResolved is True when spec.sink (and delivery.deadLetterSink, if set)
-	// resolved to a URI.
-	ConditionSinkResolved = "SinkResolved"
-	// ConditionAvailable mirrors the Available condition of the receiver's Deployment.
-	ConditionAvailable = "Available"
-)
-
 // CallbackReceiverSpec declares a receiver for Tencent Cloud IM third-party callbacks of one
 // app, and where it forwards them.
 type CallbackReceiverSpec struct {
@@ -310,7 +295,8 @@ type CallbackReceiverStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready summarises SinkResolved and Available.
+	// Conditions: TokenResolved, SinkResolved and Available, and Ready, which summarises
+	// them (see each condition's reason and message for what to do).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
 // validObject is the smallest CallbackReceiver the schema accepts, as plain JSON values, so
@@ -87,7 +88,7 @@ func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
 	}{
 		{"sdkAppID", s.SdkAppID, int64(1400000001)},
 		{"path", s.Path, "/im/callback"},
-		{"commands", s.Commands, []cbv1.Command{cbv1.DefaultCommand}},
+		{"commands", s.Commands, []cbv1.Command{cbv1.Command(contract.DefaultCommand)}},
 		{"replicas", ptr.Deref(s.Replicas, -1), int32(1)},
 		{"auth.tokenSecretRef", s.Auth.TokenSecretRef, cbv1.SecretKeySelector{Name: "im-callback-token", Key: "token"}},
 		{"auth.maxClockSkew", s.Auth.MaxClockSkew.Duration, 60 * time.Second},
@@ -115,8 +116,8 @@ func TestDefaultCommandsWhenOmitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "commands")
-	if len(got) != 1 || got[0] != cbv1.DefaultCommand {
-		t.Fatalf("commands defaulted to %v, want [%s]", got, cbv1.DefaultCommand)
+	if len(got) != 1 || got[0] != contract.DefaultCommand {
+		t.Fatalf("commands defaulted to %v, want [%s]", got, contract.DefaultCommand)
 	}
 	// auth is optional and gets no defaults when absent: no half-configured authentication.
 	if _, found, _ := unstructured.NestedMap(obj.Object, "spec", "auth"); found {

@@ -19,17 +19,8 @@ import (
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 )
 
-// Reasons of an unresolved destination, used as condition reasons.
-const (
-	ReasonNotFound       = "SinkNotFound"
-	ReasonNotAddressable = "SinkNotAddressable"
-	ReasonForbidden      = "SinkForbidden"
-	ReasonUnknownKind    = "SinkKindUnknown"
-	ReasonPortAmbiguous  = "SinkPortAmbiguous"
-	ReasonInvalid        = "SinkInvalid"
-)
-
-// Error says why a destination did not resolve, in words for a condition.
+// Error says why a destination did not resolve, in words for a condition; Reason is one of
+// the SinkResolved reasons of the API (cbv1.ReasonSink*).
 type Error struct {
 	Reason  string
 	Message string
@@ -87,17 +78,18 @@ func RefOf(ns string, d *cbv1.Destination) (Ref, bool) {
 	return Ref{GVK: gv.WithKind(d.Ref.Kind), Namespace: refNS, Name: d.Ref.Name}, true
 }
 
-// Resolve returns the URI of d for a resource in namespace ns. Errors are *Error when the
-// user can fix them, other errors are transient.
-func (r *Resolver) Resolve(ctx context.Context, ns string, d *cbv1.Destination) (string, error) {
+// Resolve returns the URI of d for a resource in namespace ns; field is where d stands in
+// the resource (such as spec.sink), for the messages. Errors are *Error when the user can fix
+// them, other errors are transient.
+func (r *Resolver) Resolve(ctx context.Context, ns, field string, d *cbv1.Destination) (string, error) {
 	ref, hasRef := RefOf(ns, d)
 	if !hasRef {
 		if d != nil && d.Ref != nil {
-			return "", &Error{ReasonInvalid, fmt.Sprintf("ref.apiVersion %q is not a valid API version", d.Ref.APIVersion)}
+			return "", &Error{cbv1.ReasonSinkInvalid, fmt.Sprintf("%s.ref.apiVersion %q is not a valid API version", field, d.Ref.APIVersion)}
 		}
 		u, err := url.Parse(d.URI)
 		if err != nil || !u.IsAbs() || u.Host == "" {
-			return "", &Error{ReasonInvalid, fmt.Sprintf("uri %q is not an absolute URL", d.URI)}
+			return "", &Error{cbv1.ReasonSinkInvalid, fmt.Sprintf("%s.uri %q is not an absolute URL", field, d.URI)}
 		}
 		return u.String(), nil
 	}
@@ -105,9 +97,9 @@ func (r *Resolver) Resolve(ctx context.Context, ns string, d *cbv1.Destination) 
 	var base *url.URL
 	var err error
 	if ref.GVK.Group == "" && ref.GVK.Kind == "Service" {
-		base, err = r.service(ctx, ref)
+		base, err = r.service(ctx, field, ref)
 	} else {
-		base, err = r.addressable(ctx, ref)
+		base, err = r.addressable(ctx, field, ref)
 	}
 	if err != nil {
 		return "", err
@@ -117,22 +109,22 @@ func (r *Resolver) Resolve(ctx context.Context, ns string, d *cbv1.Destination) 
 	}
 	rel, err := url.Parse(d.URI)
 	if err != nil {
-		return "", &Error{ReasonInvalid, fmt.Sprintf("uri %q is not a valid path: %v", d.URI, err)}
+		return "", &Error{cbv1.ReasonSinkInvalid, fmt.Sprintf("%s.uri %q is not a valid path: %v", field, d.URI, err)}
 	}
 	return base.ResolveReference(rel).String(), nil
 }
 
-func (r *Resolver) service(ctx context.Context, ref Ref) (*url.URL, error) {
+func (r *Resolver) service(ctx context.Context, field string, ref Ref) (*url.URL, error) {
 	svc := &corev1.Service{}
 	if err := r.Services.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, svc); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &Error{ReasonNotFound, fmt.Sprintf("Service %s/%s does not exist: create it, or point spec.sink.ref at an existing one", ref.Namespace, ref.Name)}
+			return nil, &Error{cbv1.ReasonSinkNotFound, fmt.Sprintf("%s: Service %s/%s does not exist: create it, or point %s.ref at an existing one", field, ref.Namespace, ref.Name, field)}
 		}
 		return nil, err
 	}
-	port, err := servicePort(svc)
-	if err != nil {
-		return nil, err
+	port, ok := servicePort(svc)
+	if !ok {
+		return nil, &Error{cbv1.ReasonSinkPortAmbiguous, fmt.Sprintf("%s: Service %s/%s has %d ports and none is 80 or named http: name the port for events http", field, svc.Namespace, svc.Name, len(svc.Spec.Ports))}
 	}
 	host := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, r.domain())
 	if port != 80 {
@@ -142,50 +134,50 @@ func (r *Resolver) service(ctx context.Context, ref Ref) (*url.URL, error) {
 }
 
 // servicePort picks the port events go to: the only one, else port 80, else the one named
-// http.
-func servicePort(svc *corev1.Service) (int32, error) {
+// http; false when none of these is there.
+func servicePort(svc *corev1.Service) (int32, bool) {
 	ports := svc.Spec.Ports
 	switch {
 	case len(ports) == 1:
-		return ports[0].Port, nil
+		return ports[0].Port, true
 	case len(ports) == 0:
 		// A headless Service without ports: plain HTTP on 80.
-		return 80, nil
+		return 80, true
 	}
 	for _, p := range ports {
 		if p.Port == 80 {
-			return 80, nil
+			return 80, true
 		}
 	}
 	for _, p := range ports {
 		if p.Name == "http" {
-			return p.Port, nil
+			return p.Port, true
 		}
 	}
-	return 0, &Error{ReasonPortAmbiguous, fmt.Sprintf("Service %s/%s has %d ports and none is 80 or named http: name the port for events http", svc.Namespace, svc.Name, len(ports))}
+	return 0, false
 }
 
-func (r *Resolver) addressable(ctx context.Context, ref Ref) (*url.URL, error) {
+func (r *Resolver) addressable(ctx context.Context, field string, ref Ref) (*url.URL, error) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(ref.GVK)
 	err := r.Objects.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, u)
 	switch {
 	case meta.IsNoMatchError(err):
-		return nil, &Error{ReasonUnknownKind, fmt.Sprintf("the cluster serves no kind %s in %s: check spec.sink.ref", ref.GVK.Kind, ref.GVK.GroupVersion())}
+		return nil, &Error{cbv1.ReasonSinkKindUnknown, fmt.Sprintf("%s: the cluster serves no kind %s in %s: check %s.ref", field, ref.GVK.Kind, ref.GVK.GroupVersion(), field)}
 	case apierrors.IsNotFound(err):
-		return nil, &Error{ReasonNotFound, fmt.Sprintf("%s %s/%s does not exist: create it, or fix the ref", ref.GVK.Kind, ref.Namespace, ref.Name)}
+		return nil, &Error{cbv1.ReasonSinkNotFound, fmt.Sprintf("%s: %s %s/%s does not exist: create it, or fix %s.ref", field, ref.GVK.Kind, ref.Namespace, ref.Name, field)}
 	case apierrors.IsForbidden(err):
-		return nil, &Error{ReasonForbidden, fmt.Sprintf("the operator may not read %s: bind a ClusterRole that grants get, list and watch on it and carries the label duck.knative.dev/addressable=true", ref.GVK.GroupKind())}
+		return nil, &Error{cbv1.ReasonSinkForbidden, fmt.Sprintf("%s: the operator may not read %s: bind a ClusterRole that grants get, list and watch on it and carries the label duck.knative.dev/addressable=true", field, ref.GVK.GroupKind())}
 	case err != nil:
 		return nil, err
 	}
 	raw, found, _ := unstructured.NestedString(u.Object, "status", "address", "url")
 	if !found || raw == "" {
-		return nil, &Error{ReasonNotAddressable, fmt.Sprintf("%s %s/%s has no status.address.url yet: wait until it is ready, or point at an Addressable", ref.GVK.Kind, ref.Namespace, ref.Name)}
+		return nil, &Error{cbv1.ReasonSinkNotAddressable, fmt.Sprintf("%s: %s %s/%s has no status.address.url yet: wait until it is ready, or point %s.ref at an Addressable", field, ref.GVK.Kind, ref.Namespace, ref.Name, field)}
 	}
 	base, err := url.Parse(raw)
 	if err != nil || !base.IsAbs() {
-		return nil, &Error{ReasonNotAddressable, fmt.Sprintf("%s %s/%s has an invalid status.address.url %q", ref.GVK.Kind, ref.Namespace, ref.Name, raw)}
+		return nil, &Error{cbv1.ReasonSinkNotAddressable, fmt.Sprintf("%s: %s %s/%s has an invalid status.address.url %q", field, ref.GVK.Kind, ref.Namespace, ref.Name, raw)}
 	}
 	return base, nil
 }

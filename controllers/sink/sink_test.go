@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,26 +21,19 @@ func TestServicePort(t *testing.T) {
 		name   string
 		svc    *corev1.Service
 		want   int32
-		reason string
+		wantOK bool
 	}{
-		{"the only port", ports(corev1.ServicePort{Port: 8081}), 8081, ""},
-		{"no port", ports(), 80, ""},
-		{"port 80 among several", ports(corev1.ServicePort{Name: "grpc", Port: 9000}, corev1.ServicePort{Name: "web", Port: 80}), 80, ""},
-		{"the port named http", ports(corev1.ServicePort{Name: "grpc", Port: 9000}, corev1.ServicePort{Name: "http", Port: 8080}), 8080, ""},
-		{"ambiguous", ports(corev1.ServicePort{Name: "a", Port: 1}, corev1.ServicePort{Name: "b", Port: 2}), 0, ReasonPortAmbiguous},
+		{"the only port", ports(corev1.ServicePort{Port: 8081}), 8081, true},
+		{"no port", ports(), 80, true},
+		{"port 80 among several", ports(corev1.ServicePort{Name: "grpc", Port: 9000}, corev1.ServicePort{Name: "web", Port: 80}), 80, true},
+		{"the port named http", ports(corev1.ServicePort{Name: "grpc", Port: 9000}, corev1.ServicePort{Name: "http", Port: 8080}), 8080, true},
+		{"ambiguous", ports(corev1.ServicePort{Name: "a", Port: 1}, corev1.ServicePort{Name: "b", Port: 2}), 0, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := servicePort(c.svc)
-			if c.reason != "" {
-				se, ok := AsError(err)
-				if !ok || se.Reason != c.reason {
-					t.Fatalf("err = %v, want reason %s", err, c.reason)
-				}
-				return
-			}
-			if err != nil || got != c.want {
-				t.Fatalf("port = %d, %v; want %d", got, err, c.want)
+			got, ok := servicePort(c.svc)
+			if ok != c.wantOK || got != c.want {
+				t.Fatalf("port = %d, %v; want %d, %v", got, ok, c.want, c.wantOK)
 			}
 		})
 	}
@@ -47,12 +41,12 @@ func TestServicePort(t *testing.T) {
 
 func TestResolveURIAlone(t *testing.T) {
 	r := &Resolver{} // a URI alone reads nothing from the cluster
-	got, err := r.Resolve(context.Background(), "chat", &cbv1.Destination{URI: "https://hooks.example.com/im?x=1"})
+	got, err := r.Resolve(context.Background(), "chat", "spec.sink", &cbv1.Destination{URI: "https://hooks.example.com/im?x=1"})
 	if err != nil || got != "https://hooks.example.com/im?x=1" {
 		t.Fatalf("Resolve = %q, %v", got, err)
 	}
-	_, err = r.Resolve(context.Background(), "chat", &cbv1.Destination{URI: "relative/path"})
-	if se, ok := AsError(err); !ok || se.Reason != ReasonInvalid {
+	_, err = r.Resolve(context.Background(), "chat", "spec.sink", &cbv1.Destination{URI: "relative/path"})
+	if se, ok := AsError(err); !ok || se.Reason != cbv1.ReasonSinkInvalid || !strings.HasPrefix(se.Message, "spec.sink.uri ") {
 		t.Fatalf("a relative URI alone: err = %v", err)
 	}
 }

@@ -78,7 +78,7 @@ func benchBare(ctx context.Context, o options, cp *controlPlane, res *results) e
 		return fmt.Errorf("dry-run create: %w", err)
 	}
 	resolver := &sink.Resolver{Services: setup, Objects: setup, ClusterDomain: "cluster.local"}
-	sinkURI, err := resolver.Resolve(ctx, bareNamespace, &tmpl.Spec.Sink)
+	sinkURI, err := resolver.Resolve(ctx, bareNamespace, "spec.sink", &tmpl.Spec.Sink)
 	if err != nil {
 		return fmt.Errorf("resolving the sink: %w", err)
 	}

@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -34,7 +35,7 @@ func idealRun(ctx context.Context, o options, cp *controlPlane, setup client.Cli
 	}
 	resolver := &sink.Resolver{Services: setup, Objects: setup, ClusterDomain: "cluster.local"}
 	probe := newCR(idealNamespace, "probe")
-	sinkURI, err := resolver.Resolve(ctx, idealNamespace, &probe.Spec.Sink)
+	sinkURI, err := resolver.Resolve(ctx, idealNamespace, "spec.sink", &probe.Spec.Sink)
 	if err != nil {
 		return r, err
 	}
@@ -109,27 +110,23 @@ func idealRun(ctx context.Context, o options, cp *controlPlane, setup client.Cli
 }
 
 func idealReconcile(ctx context.Context, c client.Client, cr *cbv1.CallbackReceiver, params resources.Params, sinkURI string) error {
-	for _, ac := range []namedApply{resources.ServiceAccount(cr), resources.Service(cr), resources.Deployment(cr, params)} {
+	deployment := resources.Deployment(cr, params)
+	for _, ac := range []namedApply{resources.ServiceAccount(cr), resources.Service(cr), deployment} {
 		if err := c.Apply(ctx, ac, client.FieldOwner(controllers.FieldManager), client.ForceOwnership); err != nil {
 			return err
 		}
 	}
-	base := cr.DeepCopy()
-	st := &cr.Status
-	st.ObservedGeneration = cr.Generation
-	st.URL = "http://" + cr.Name + "." + cr.Namespace + ".svc.cluster.local" + cr.Spec.Path
-	st.SinkURI = sinkURI
-	st.Selector = resources.Selector(cr)
-	for _, cond := range []metav1.Condition{
-		{Type: controllers.ConditionTokenResolved, Status: metav1.ConditionTrue, Reason: controllers.ReasonAuthenticationDisabled,
-			Message: "Callbacks are not authenticated: anyone who can reach the URL can send them. Set spec.auth.tokenSecretRef to the IM console's callback token to verify Sign."},
-		{Type: cbv1.ConditionSinkResolved, Status: metav1.ConditionTrue, Reason: controllers.ReasonResolved, Message: "Events go to " + sinkURI + "."},
-		{Type: cbv1.ConditionAvailable, Status: metav1.ConditionFalse, Reason: controllers.ReasonRollingOut, Message: "The Deployment controller has not yet seen the latest change."},
-		{Type: cbv1.ConditionReady, Status: metav1.ConditionFalse, Reason: controllers.ReasonRollingOut, Message: "The Deployment controller has not yet seen the latest change."},
-	} {
-		cond.ObservedGeneration = cr.Generation
-		meta.SetStatusCondition(&st.Conditions, cond)
+	// The status the manager computes from the same facts: the Deployment as applied.
+	d := &appsv1.Deployment{}
+	if err := fromApplyConfiguration(deployment, d); err != nil {
+		return err
 	}
+	base := cr.DeepCopy()
+	cr.Status = controllers.ComputeStatus(cr, controllers.Facts{
+		URL:        "http://" + cr.Name + "." + cr.Namespace + ".svc.cluster.local" + cr.Spec.Path,
+		SinkURI:    sinkURI,
+		Deployment: d,
+	})
 	if err := c.Status().Patch(ctx, cr, client.MergeFrom(base), client.FieldOwner(controllers.FieldManager)); err != nil {
 		return err
 	}
@@ -148,4 +145,14 @@ func idealReconcile(ctx context.Context, c client.Client, cr *cbv1.CallbackRecei
 		},
 		Note: fmt.Sprintf("Created ServiceAccount/%s, Service/%s, Deployment/%s", cr.Name, cr.Name, cr.Name),
 	})
+}
+
+// fromApplyConfiguration converts an apply configuration that Apply filled with the API
+// server's response into the object it describes.
+func fromApplyConfiguration(ac any, into any) error {
+	b, err := json.Marshal(ac)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, into)
 }

@@ -1,0 +1,54 @@
+package v1alpha1
+
+// Condition types of a CallbackReceiver. Ready summarises the others: it is True when all of
+// them are, else it carries the reason and message of the first that is not, in this order.
+const (
+	// ConditionReady is True when the receiver accepts callbacks and knows where to deliver them.
+	ConditionReady = "Ready"
+	// ConditionTokenResolved is True when callbacks are verified with a token that was found,
+	// or when authentication is off (reason AuthenticationDisabled).
+	ConditionTokenResolved = "TokenResolved"
+	// ConditionSinkResolved is True when spec.sink (and delivery.deadLetterSink, if set)
+	// resolved to a URI.
+	ConditionSinkResolved = "SinkResolved"
+	// ConditionAvailable is True when the receiver's Deployment has ready pods.
+	ConditionAvailable = "Available"
+)
+
+// Reasons of the Ready condition.
+const (
+	// ReasonReady: every other condition is True.
+	ReasonReady = "Ready"
+	// ReasonApplyFailed: writing a child object failed; the operator retries.
+	ReasonApplyFailed = "ApplyFailed"
+)
+
+// Reasons of the TokenResolved condition.
+const (
+	ReasonAuthenticationDisabled = "AuthenticationDisabled"
+	ReasonTokenFound             = "TokenFound"
+	ReasonTokenSecretNotFound    = "TokenSecretNotFound"
+	ReasonTokenKeyNotFound       = "TokenKeyNotFound"
+	ReasonTokenEmpty             = "TokenEmpty"
+)
+
+// Reasons of the SinkResolved condition. The ones other than ReasonResolved also say why a
+// dead-letter sink did not resolve.
+const (
+	ReasonResolved           = "Resolved"
+	ReasonSinkNotFound       = "SinkNotFound"
+	ReasonSinkNotAddressable = "SinkNotAddressable"
+	ReasonSinkForbidden      = "SinkForbidden"
+	ReasonSinkKindUnknown    = "SinkKindUnknown"
+	ReasonSinkPortAmbiguous  = "SinkPortAmbiguous"
+	ReasonSinkInvalid        = "SinkInvalid"
+)
+
+// Reasons of the Available condition.
+const (
+	ReasonDeploymentNotFound         = "DeploymentNotFound"
+	ReasonScaledToZero               = "ScaledToZero"
+	ReasonMinimumReplicasAvailable   = "MinimumReplicasAvailable"
+	ReasonMinimumReplicasUnavailable = "MinimumReplicasUnavailable"
+	ReasonRollingOut                 = "RollingOut"
+)

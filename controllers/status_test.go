@@ -1,0 +1,224 @@
+package controllers
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/controllers/sink"
+)
+
+// cond is the part of a condition the table pins.
+type cond struct {
+	status  metav1.ConditionStatus
+	reason  string
+	message string
+}
+
+const (
+	statusURL  = "http://blacklist.chat.svc.cluster.local/im/callback"
+	statusSink = "http://moderation.chat.svc.cluster.local/events"
+)
+
+func statusResource(change func(*cbv1.CallbackReceiver)) *cbv1.CallbackReceiver {
+	cr := &cbv1.CallbackReceiver{
+		ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: "chat", Generation: 4},
+		Spec: cbv1.CallbackReceiverSpec{
+			SdkAppID: 1400000001, Path: "/im/callback", Replicas: ptr.To(int32(2)),
+			Auth: &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "im-callback-token", Key: "token"}},
+		},
+	}
+	if change != nil {
+		change(cr)
+	}
+	return cr
+}
+
+// deployment is a receiver Deployment whose controller saw its latest generation.
+func deployment(ready int32, available corev1.ConditionStatus, message string) *appsv1.Deployment {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: "chat", Generation: 2}}
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 2, ReadyReplicas: ready}
+	if available != "" {
+		d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: available, Message: message}}
+	}
+	return d
+}
+
+func healthy() Facts {
+	return Facts{URL: statusURL, SinkURI: statusSink, Deployment: deployment(2, corev1.ConditionTrue, "")}
+}
+
+const (
+	msgTokenFound    = "Callbacks are verified with the token in Secret im-callback-token, key token."
+	msgAuthDisabled  = "Callbacks are not authenticated: anyone who can reach the URL can send them. Set spec.auth.tokenSecretRef to the IM console's callback token to verify Sign."
+	msgSink          = "Events go to " + statusSink + "."
+	msgTwoReady      = "2 of 2 receiver pods are ready."
+	msgReady         = "Receiving callbacks at " + statusURL + " and delivering them to " + statusSink + "."
+	msgNoDeployment  = "The receiver's Deployment does not exist yet: see the TokenResolved and SinkResolved conditions."
+	msgRollingOut    = "The Deployment controller has not yet seen the latest change."
+	msgSecretMissing = "Secret im-callback-token with the callback token does not exist: create it."
+	msgSinkMissing   = "spec.sink: Service chat/moderation does not exist: create it, or point spec.sink.ref at an existing one"
+)
+
+func TestComputeStatus(t *testing.T) {
+	tokenMissing := &Problem{cbv1.ReasonTokenSecretNotFound, msgSecretMissing}
+	sinkMissing := &sink.Error{Reason: cbv1.ReasonSinkNotFound, Message: msgSinkMissing}
+	cases := []struct {
+		name   string
+		change func(*cbv1.CallbackReceiver)
+		facts  func(*Facts)
+		want   map[string]cond // by condition type
+	}{
+		{"everything in place", nil, nil, map[string]cond{
+			cbv1.ConditionTokenResolved: {metav1.ConditionTrue, cbv1.ReasonTokenFound, msgTokenFound},
+			cbv1.ConditionSinkResolved:  {metav1.ConditionTrue, cbv1.ReasonResolved, msgSink},
+			cbv1.ConditionAvailable:     {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
+			cbv1.ConditionReady:         {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"authentication off is resolved, with a warning", func(cr *cbv1.CallbackReceiver) { cr.Spec.Auth = nil }, nil, map[string]cond{
+			cbv1.ConditionTokenResolved: {metav1.ConditionTrue, cbv1.ReasonAuthenticationDisabled, msgAuthDisabled},
+			cbv1.ConditionReady:         {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"a token problem is the token condition and Ready", nil, func(f *Facts) { f.TokenProblem = tokenMissing; f.Deployment = nil }, map[string]cond{
+			cbv1.ConditionTokenResolved: {metav1.ConditionFalse, cbv1.ReasonTokenSecretNotFound, msgSecretMissing},
+			cbv1.ConditionAvailable:     {metav1.ConditionFalse, cbv1.ReasonDeploymentNotFound, msgNoDeployment},
+			cbv1.ConditionReady:         {metav1.ConditionFalse, cbv1.ReasonTokenSecretNotFound, msgSecretMissing},
+		}},
+		{"each token reason passes through", nil, func(f *Facts) { f.TokenProblem = &Problem{cbv1.ReasonTokenEmpty, "empty"} }, map[string]cond{
+			cbv1.ConditionTokenResolved: {metav1.ConditionFalse, cbv1.ReasonTokenEmpty, "empty"},
+			cbv1.ConditionReady:         {metav1.ConditionFalse, cbv1.ReasonTokenEmpty, "empty"},
+		}},
+		{"a sink problem", nil, func(f *Facts) { f.SinkProblem = sinkMissing }, map[string]cond{
+			cbv1.ConditionSinkResolved: {metav1.ConditionFalse, cbv1.ReasonSinkNotFound, msgSinkMissing},
+			cbv1.ConditionAvailable:    {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
+			cbv1.ConditionReady:        {metav1.ConditionFalse, cbv1.ReasonSinkNotFound, msgSinkMissing},
+		}},
+		{"the token comes first in Ready", nil, func(f *Facts) { f.TokenProblem, f.SinkProblem = tokenMissing, sinkMissing }, map[string]cond{
+			cbv1.ConditionReady: {metav1.ConditionFalse, cbv1.ReasonTokenSecretNotFound, msgSecretMissing},
+		}},
+		{"a dead-letter sink is named", nil, func(f *Facts) { f.DeadLetterSinkURI = "http://dlq.chat.svc.cluster.local" }, map[string]cond{
+			cbv1.ConditionSinkResolved: {metav1.ConditionTrue, cbv1.ReasonResolved, "Events go to " + statusSink + ", undeliverable ones to http://dlq.chat.svc.cluster.local."},
+		}},
+		{"no Deployment yet", nil, func(f *Facts) { f.Deployment = nil }, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionFalse, cbv1.ReasonDeploymentNotFound, msgNoDeployment},
+			cbv1.ConditionReady:     {metav1.ConditionFalse, cbv1.ReasonDeploymentNotFound, msgNoDeployment},
+		}},
+		{"scaled to zero", func(cr *cbv1.CallbackReceiver) { cr.Spec.Replicas = ptr.To(int32(0)) }, func(f *Facts) { f.Deployment = deployment(0, corev1.ConditionTrue, "") }, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionFalse, cbv1.ReasonScaledToZero, "spec.replicas is 0: no pod receives callbacks. Scale up with: kubectl scale cbr blacklist --replicas=1"},
+		}},
+		{"rolling out, still serving", nil, func(f *Facts) { f.Deployment.Generation = 3 }, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionTrue, cbv1.ReasonRollingOut, msgRollingOut},
+			cbv1.ConditionReady:     {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"rolling out, nothing ready", nil, func(f *Facts) { f.Deployment = deployment(0, "", ""); f.Deployment.Generation = 3 }, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionFalse, cbv1.ReasonRollingOut, msgRollingOut},
+			cbv1.ConditionReady:     {metav1.ConditionFalse, cbv1.ReasonRollingOut, msgRollingOut},
+		}},
+		{"unavailable, with the Deployment's own words", nil, func(f *Facts) {
+			f.Deployment = deployment(0, corev1.ConditionFalse, "Deployment does not have minimum availability.")
+		}, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionFalse, cbv1.ReasonMinimumReplicasUnavailable,
+				"0 of 2 receiver pods are ready: Deployment does not have minimum availability.. See: kubectl describe deployment blacklist -n chat"},
+		}},
+		{"apply failed overrides Ready", nil, func(f *Facts) { f.ApplyError = errors.New("Service: conflict") }, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
+			cbv1.ConditionReady:     {metav1.ConditionFalse, cbv1.ReasonApplyFailed, "Applying child objects failed, retrying: Service: conflict"},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cr := statusResource(c.change)
+			f := healthy()
+			if c.facts != nil {
+				c.facts(&f)
+			}
+			st := ComputeStatus(cr, f)
+			for typ, want := range c.want {
+				got := meta.FindStatusCondition(st.Conditions, typ)
+				if got == nil {
+					t.Fatalf("no %s condition", typ)
+				}
+				if (cond{got.Status, got.Reason, got.Message}) != want {
+					t.Errorf("%s = %s %s %q\nwant   %s %s %q", typ, got.Status, got.Reason, got.Message, want.status, want.reason, want.message)
+				}
+				if got.ObservedGeneration != cr.Generation {
+					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
+				}
+			}
+			if len(st.Conditions) != 4 {
+				t.Errorf("%d conditions, want 4", len(st.Conditions))
+			}
+		})
+	}
+}
+
+func TestComputeStatusFields(t *testing.T) {
+	cr := statusResource(nil)
+	cr.Status = cbv1.CallbackReceiverStatus{
+		ObservedGeneration: 3, SinkURI: "http://old/events",
+		Counts:       cbv1.Counts{Received: 7, Accepted: 7},
+		Incarnations: []cbv1.IncarnationCounts{{ID: "a", Counts: cbv1.Counts{Received: 7}}},
+	}
+	st := ComputeStatus(cr, healthy())
+	switch {
+	case st.ObservedGeneration != 4, st.URL != statusURL, st.SinkURI != statusSink, st.DeadLetterSinkURI != "":
+		t.Errorf("status %+v", st)
+	case st.Selector != "app.kubernetes.io/instance=blacklist,app.kubernetes.io/name=callback-receiver":
+		t.Errorf("selector %q", st.Selector)
+	case st.Replicas != 2 || st.ReadyReplicas != 2:
+		t.Errorf("replicas %d/%d", st.ReadyReplicas, st.Replicas)
+	case st.Counts.Received != 7 || len(st.Incarnations) != 1:
+		t.Error("counts and incarnations belong to the counts controller and must be kept")
+	}
+	if cr.Status.ObservedGeneration != 3 || len(cr.Status.Conditions) != 0 {
+		t.Error("ComputeStatus changed the resource it was given")
+	}
+
+	// An unresolved sink keeps the last resolved URI: the running receiver still uses it.
+	f := healthy()
+	f.SinkProblem = &sink.Error{Reason: cbv1.ReasonSinkNotFound, Message: "gone"}
+	if st := ComputeStatus(cr, f); st.SinkURI != "http://old/events" {
+		t.Errorf("sinkURI %q after the sink went away, want the last resolved one", st.SinkURI)
+	}
+	// A failed apply does not claim the generation was observed.
+	f = healthy()
+	f.ApplyError = errors.New("boom")
+	if st := ComputeStatus(cr, f); st.ObservedGeneration != 3 {
+		t.Errorf("observedGeneration %d after a failed apply, want 3", st.ObservedGeneration)
+	}
+	// No Deployment: no replicas.
+	f = healthy()
+	f.Deployment = nil
+	if st := ComputeStatus(cr, f); st.Replicas != 0 || st.ReadyReplicas != 0 {
+		t.Errorf("replicas %d/%d without a Deployment", st.ReadyReplicas, st.Replicas)
+	}
+}
+
+// TestComputeStatusKeepsTransitionTimes: recomputing an unchanged status changes nothing,
+// so the reconciler writes nothing.
+func TestComputeStatusKeepsTransitionTimes(t *testing.T) {
+	cr := statusResource(nil)
+	cr.Status = ComputeStatus(cr, healthy())
+	for i := range cr.Status.Conditions {
+		cr.Status.Conditions[i].LastTransitionTime = metav1.NewTime(time.Unix(1700000000, 0))
+	}
+	again := ComputeStatus(cr, healthy())
+	for _, c := range again.Conditions {
+		if !c.LastTransitionTime.Equal(&metav1.Time{Time: time.Unix(1700000000, 0)}) {
+			t.Errorf("%s moved its transition time without a change", c.Type)
+		}
+	}
+	f := healthy()
+	f.Deployment = nil
+	changed := ComputeStatus(cr, f)
+	if c := meta.FindStatusCondition(changed.Conditions, cbv1.ConditionAvailable); c.LastTransitionTime.Unix() == 1700000000 {
+		t.Error("Available went False without a new transition time")
+	}
+}
