@@ -81,44 +81,27 @@ func Fold(s State, snap Snapshot) State {
 	return out
 }
 
-func add(a, b cbv1.Counts) cbv1.Counts {
-	return cbv1.Counts{
-		Received:     a.Received + b.Received,
-		Accepted:     a.Accepted + b.Accepted,
-		Rejected:     a.Rejected + b.Rejected,
-		Ignored:      a.Ignored + b.Ignored,
-		Unavailable:  a.Unavailable + b.Unavailable,
-		Delivered:    a.Delivered + b.Delivered,
-		DeadLettered: a.DeadLettered + b.DeadLettered,
-		Failed:       a.Failed + b.Failed,
-		Pairs:        a.Pairs + b.Pairs,
-	}
-}
+func add(a, b cbv1.Counts) cbv1.Counts { return combine(a, b, func(x, y int64) int64 { return x + y }) }
 
-func sub(a, b cbv1.Counts) cbv1.Counts {
-	return cbv1.Counts{
-		Received:     a.Received - b.Received,
-		Accepted:     a.Accepted - b.Accepted,
-		Rejected:     a.Rejected - b.Rejected,
-		Ignored:      a.Ignored - b.Ignored,
-		Unavailable:  a.Unavailable - b.Unavailable,
-		Delivered:    a.Delivered - b.Delivered,
-		DeadLettered: a.DeadLettered - b.DeadLettered,
-		Failed:       a.Failed - b.Failed,
-		Pairs:        a.Pairs - b.Pairs,
-	}
-}
+func sub(a, b cbv1.Counts) cbv1.Counts { return combine(a, b, func(x, y int64) int64 { return x - y }) }
 
 func maxCounts(a, b cbv1.Counts) cbv1.Counts {
-	return cbv1.Counts{
-		Received:     max(a.Received, b.Received),
-		Accepted:     max(a.Accepted, b.Accepted),
-		Rejected:     max(a.Rejected, b.Rejected),
-		Ignored:      max(a.Ignored, b.Ignored),
-		Unavailable:  max(a.Unavailable, b.Unavailable),
-		Delivered:    max(a.Delivered, b.Delivered),
-		DeadLettered: max(a.DeadLettered, b.DeadLettered),
-		Failed:       max(a.Failed, b.Failed),
-		Pairs:        max(a.Pairs, b.Pairs),
+	return combine(a, b, func(x, y int64) int64 { return max(x, y) })
+}
+
+// combine applies op to each counter of a and b.
+func combine(a, b cbv1.Counts, op func(x, y int64) int64) cbv1.Counts {
+	out := a
+	pa, pb := counters(&out), counters(&b)
+	for i := range pa {
+		*pa[i] = op(*pa[i], *pb[i])
 	}
+	return out
+}
+
+// counters lists every counter of c, the one place a new counter must be added to be
+// folded.
+func counters(c *cbv1.Counts) []*int64 {
+	return []*int64{&c.Received, &c.Accepted, &c.Rejected, &c.Ignored, &c.Unavailable,
+		&c.Delivered, &c.DeadLettered, &c.Failed, &c.Pairs}
 }

@@ -104,3 +104,21 @@ func TestFoldAcrossAManagerRestart(t *testing.T) {
 		t.Fatalf("total = %+v, want %+v", restarted.Total, c(9, 8))
 	}
 }
+
+// TestCountersListsEveryCounter: a counter missing from counters() would never be folded.
+func TestCountersListsEveryCounter(t *testing.T) {
+	var x cbv1.Counts
+	listed := map[*int64]bool{}
+	for _, p := range counters(&x) {
+		listed[p] = true
+	}
+	v := reflect.ValueOf(&x).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Int64 && !listed[f.Addr().Interface().(*int64)] {
+			t.Errorf("Counts.%s is not in counters()", v.Type().Field(i).Name)
+		}
+	}
+	if len(listed) != v.NumField() {
+		t.Errorf("counters() lists %d fields, Counts has %d", len(listed), v.NumField())
+	}
+}
