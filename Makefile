@@ -1,8 +1,9 @@
 # callback-operator Makefile. `make help` lists the targets.
 
-# Image holding both binaries (manager and receiver).
-IMG ?= ghcr.io/imcallback/callback-operator:dev
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Image holding both binaries (manager and receiver): by default the one a manager built from
+# this checkout runs receivers from (internal/version.Image).
+IMG ?= ghcr.io/imcallback/callback-operator:$(VERSION)
 
 # Pinned tool versions: each builds with Go 1.26.
 CONTROLLER_GEN_VERSION ?= v0.23.0
@@ -23,7 +24,10 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
-KUBECTL ?= kubectl
+# kubectl: the one in PATH, else the one hack/control-plane.sh builds.
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$(hack/control-plane.sh)/kubectl")
+# More flags for `make run`, such as RUN_FLAGS=--zap-log-level=debug.
+RUN_FLAGS ?=
 
 GO_LDFLAGS := -s -w -X github.com/imcallback/callback-operator/internal/version.Version=$(VERSION)
 # Generated files, checked for staleness by `make verify-generated`.
@@ -38,8 +42,9 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers.
+manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers (descriptions as prose for kubectl explain).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	go run ./hack/crd-prose config/crd/bases/*.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code from the markers.
@@ -90,8 +95,8 @@ build: ## Build bin/manager and bin/receiver.
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(LOCALBIN)/receiver ./cmd/receiver
 
 .PHONY: run
-run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
-	go run ./cmd/manager --leader-elect=false
+run: manifests generate install ## Run the manager against the cluster of the current kubeconfig (receivers run IMG).
+	go run -ldflags '$(GO_LDFLAGS)' ./cmd/manager --leader-elect=false --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:8081 $(RUN_FLAGS)
 
 .PHONY: docker-build
 docker-build: ## Build the image with both binaries (needs a Docker engine).
