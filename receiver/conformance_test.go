@@ -16,7 +16,7 @@ import (
 )
 
 // TestCloudEventConformance checks, on the sink side, the CloudEvent of each of the four Sns
-// callbacks: binary-mode headers as design.md fixes them and the body byte for byte.
+// callbacks: the binary-mode headers of README's event table and the body byte for byte.
 func TestCloudEventConformance(t *testing.T) {
 	received := time.Date(2022, 12, 1, 5, 21, 52, 123456789, time.UTC)
 	for _, cmd := range allSns {

@@ -58,7 +58,7 @@ func EventID(sdkAppID, command string, body []byte) string {
 	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
-// newEvent builds the CloudEvent of design.md for an accepted callback. The context is
+// newEvent builds the CloudEvent of an accepted callback (README, "The events"). The context is
 // filled in directly rather than through the setters, which would re-parse the constant
 // source and re-validate the constant names for every event.
 func (r *Receiver) newEvent(it *item) event.Event {

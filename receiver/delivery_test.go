@@ -43,7 +43,7 @@ func TestDeliveryRetriesThenSucceeds(t *testing.T) {
 	}
 }
 
-// TestDeliveryRetryPolicy: which sink answers are retried (design.md: network errors,
+// TestDeliveryRetryPolicy: which sink answers are retried (network errors,
 // timeouts, 5xx, 404, 408, 409, 429) and which are not (other 4xx); exhausted or not
 // retryable, the event goes to the dead-letter sink with the reason and attempt count.
 func TestDeliveryRetryPolicy(t *testing.T) {

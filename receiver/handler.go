@@ -21,7 +21,9 @@ type answer struct {
 
 var contentTypeJSON = []string{"application/json"}
 
-// serveCallback runs the checks of design.md in order; the first that fails decides the reply.
+// serveCallback runs the checks in this order, the first that fails deciding the reply: path,
+// method, declared size, query parameters, SdkAppid, signature, body, command selection,
+// typed payload checks, room in the queue.
 func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 

@@ -21,7 +21,7 @@ func fail(info string) string {
 	return `{"ActionStatus":"FAIL","ErrorCode":1,"ErrorInfo":"` + info + `"}`
 }
 
-// TestHandlerReplies has a row per reply of design.md's check table and per check of issue 3,
+// TestHandlerReplies has a row per reply of the receiver's checks (in serveCallback's order),
 // with the exact status, body and counted outcome/reason.
 func TestHandlerReplies(t *testing.T) {
 	okQuery := signedQuery(CmdBlackListDelete)

@@ -176,7 +176,7 @@ func (r *Receiver) Run(ctx context.Context) error {
 
 // Serve answers callbacks on the callbacks listener (TLS when a certificate is configured)
 // and /metrics, /healthz, /readyz on admin (nil for none), and delivers accepted callbacks,
-// until ctx is cancelled. Then it shuts down as design.md says, within ShutdownTimeout:
+// until ctx is cancelled. Then it shuts down, within ShutdownTimeout:
 //  1. /readyz fails at once and keep-alives stop, while callbacks are still accepted for
 //     ShutdownDelay (the time Kubernetes takes to stop routing to this pod);
 //  2. then selected commands get 503 and the queue drains;
