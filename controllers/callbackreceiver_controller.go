@@ -39,8 +39,11 @@ type CallbackReceiverReconciler struct {
 	// APIReader reads what is not cached: Secret values and Addressables of any kind.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
-	// Image runs the receivers unless a resource's spec.image overrides it.
-	Image string
+	// Image runs the receivers unless a resource's spec.image overrides it, which only
+	// AllowImageOverride permits: an image of one's choice could read the token Secret, so
+	// allowing it gives everyone who may edit CallbackReceivers the Secrets they reference.
+	Image              string
+	AllowImageOverride bool
 	// ClusterDomain is the cluster's DNS domain, for status.url and Service sinks.
 	ClusterDomain string
 
@@ -101,7 +104,14 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 // user has to fix is a fact (a Problem), not an error; errors are transient and retried with
 // backoff. It returns no facts when it failed before learning enough to compute status.
 func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.CallbackReceiver) (*Facts, error) {
-	f := &Facts{URL: r.url(cr)}
+	f := &Facts{URL: r.url(cr), Image: r.Image}
+	switch {
+	case cr.Spec.Image == "":
+	case r.AllowImageOverride:
+		f.Image = cr.Spec.Image
+	default:
+		f.IgnoredImage = cr.Spec.Image
+	}
 
 	checksum, err := r.tokens.checksum(ctx, cr)
 	if f.TokenProblem, err = problem(err); err != nil {
@@ -136,7 +146,7 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	// Without a token or a sink the receiver cannot work: a Deployment that exists keeps
 	// running as it is (it still answers callbacks), a new one waits.
 	if f.TokenProblem == nil && f.SinkProblem == nil {
-		params := resources.Params{Image: r.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI, TokenChecksum: checksum}
+		params := resources.Params{Image: f.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI, TokenChecksum: checksum}
 		apply("Deployment", func() (string, error) {
 			desired := resources.Deployment(cr, params)
 			action, err := applyChild(ctx, r.Client, r.applied, &appsv1.Deployment{}, desired, appsv1ac.ExtractDeployment)

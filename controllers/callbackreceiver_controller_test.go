@@ -227,7 +227,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 func TestDeploymentAndServiceFollowTheSpec(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	ns, _ := newReceiver(t, managerOptions{}, nil)
+	ns, _ := newReceiver(t, managerOptions{allowImageOverride: true}, nil)
 
 	cases := []struct {
 		name   string
@@ -329,6 +329,33 @@ func TestDeploymentAndServiceFollowTheSpec(t *testing.T) {
 			}).Should(Succeed())
 		})
 	}
+}
+
+// TestImageOverrideNeedsPermission: without --allow-image-override, spec.image does not run
+// (it could read the token Secret); the operator's image does, and the status says why.
+func TestImageOverrideNeedsPermission(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ns, cr := newReceiver(t, managerOptions{}, func(cr *cbv1.CallbackReceiver) { cr.Spec.Image = "registry.example.com/mine:v1" })
+	g.Eventually(func(g Gomega) {
+		got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+		c := condition(got, cbv1.ConditionImageResolved)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(cbv1.ReasonImageOverrideNotAllowed))
+		g.Expect(c.Message).To(ContainSubstring("--allow-image-override"))
+		g.Expect(condition(got, cbv1.ConditionReady).Reason).To(Equal(cbv1.ReasonImageOverrideNotAllowed))
+		g.Expect(container(get(g, ns, cr.Name, &appsv1.Deployment{})).Image).To(Equal(testImage))
+	}).Should(Succeed())
+
+	// Removing spec.image resolves it.
+	got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+	got.Spec.Image = ""
+	must(t, k8sClient.Update(context.Background(), got))
+	g.Eventually(func(g Gomega) {
+		c := condition(get(g, ns, cr.Name, &cbv1.CallbackReceiver{}), cbv1.ConditionImageResolved)
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(c.Reason).To(Equal(cbv1.ReasonOperatorImage))
+	}).Should(Succeed())
 }
 
 func TestRotatedTokenRollsThePods(t *testing.T) {

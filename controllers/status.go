@@ -27,6 +27,9 @@ type Facts struct {
 	SinkURI, DeadLetterSinkURI string
 	// SinkProblem is why a destination did not resolve.
 	SinkProblem *sink.Error
+	// Image is the image the receiver runs; IgnoredImage is spec.image when the operator
+	// does not allow overrides and runs Image instead.
+	Image, IgnoredImage string
 	// ApplyError is why writing a child object failed (the operator retries).
 	ApplyError error
 	// Deployment is the receiver's Deployment as last applied or read; nil when it does not
@@ -61,6 +64,7 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 	conditions := []metav1.Condition{
 		tokenCondition(cr, f.TokenProblem),
 		sinkCondition(&st, f.SinkProblem),
+		imageCondition(cr, f),
 		availableCondition(cr, f.Deployment),
 	}
 	ready := metav1.Condition{
@@ -111,6 +115,22 @@ func sinkCondition(st *cbv1.CallbackReceiverStatus, p *sink.Error) metav1.Condit
 		c.Message += ", undeliverable ones to " + st.DeadLetterSinkURI
 	}
 	c.Message += "."
+	return c
+}
+
+func imageCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {
+	c := metav1.Condition{Type: cbv1.ConditionImageResolved, Status: metav1.ConditionTrue}
+	switch {
+	case f.IgnoredImage != "":
+		c.Status, c.Reason = metav1.ConditionFalse, cbv1.ReasonImageOverrideNotAllowed
+		c.Message = fmt.Sprintf("spec.image %s is not used: this operator runs receivers only from its own image %s, because an image of one's choice could read the token Secret. Remove spec.image, or have the operator's administrator start the manager with --allow-image-override.", f.IgnoredImage, f.Image)
+	case cr.Spec.Image != "":
+		c.Reason = cbv1.ReasonImageOverridden
+		c.Message = fmt.Sprintf("Receivers run spec.image %s, as this operator allows image overrides.", f.Image)
+	default:
+		c.Reason = cbv1.ReasonOperatorImage
+		c.Message = fmt.Sprintf("Receivers run the operator's image %s.", f.Image)
+	}
 	return c
 }
 

@@ -51,8 +51,10 @@ func deployment(ready int32, available corev1.ConditionStatus, message string) *
 	return d
 }
 
+const statusImage = "ghcr.io/imcallback/callback-operator:v1"
+
 func healthy() Facts {
-	return Facts{URL: statusURL, SinkURI: statusSink, Deployment: deployment(2, corev1.ConditionTrue, "")}
+	return Facts{URL: statusURL, SinkURI: statusSink, Image: statusImage, Deployment: deployment(2, corev1.ConditionTrue, "")}
 }
 
 const (
@@ -65,6 +67,8 @@ const (
 	msgRollingOut    = "The Deployment controller has not yet seen the latest change."
 	msgSecretMissing = "Secret im-callback-token with the callback token does not exist: create it."
 	msgSinkMissing   = "spec.sink: Service chat/moderation does not exist: create it, or point spec.sink.ref at an existing one"
+
+	msgImageNotAllowed = "spec.image registry.example.com/mine:v2 is not used: this operator runs receivers only from its own image " + statusImage + ", because an image of one's choice could read the token Secret. Remove spec.image, or have the operator's administrator start the manager with --allow-image-override."
 )
 
 func TestComputeStatus(t *testing.T) {
@@ -79,9 +83,20 @@ func TestComputeStatus(t *testing.T) {
 		{"everything in place", nil, nil, map[string]cond{
 			cbv1.ConditionTokenResolved: {metav1.ConditionTrue, cbv1.ReasonTokenFound, msgTokenFound},
 			cbv1.ConditionSinkResolved:  {metav1.ConditionTrue, cbv1.ReasonResolved, msgSink},
+			cbv1.ConditionImageResolved: {metav1.ConditionTrue, cbv1.ReasonOperatorImage, "Receivers run the operator's image " + statusImage + "."},
 			cbv1.ConditionAvailable:     {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
 			cbv1.ConditionReady:         {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
 		}},
+		{"an allowed image override", func(cr *cbv1.CallbackReceiver) { cr.Spec.Image = "registry.example.com/mine:v2" },
+			func(f *Facts) { f.Image = "registry.example.com/mine:v2" }, map[string]cond{
+				cbv1.ConditionImageResolved: {metav1.ConditionTrue, cbv1.ReasonImageOverridden, "Receivers run spec.image registry.example.com/mine:v2, as this operator allows image overrides."},
+				cbv1.ConditionReady:         {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+			}},
+		{"an image override the operator does not allow", func(cr *cbv1.CallbackReceiver) { cr.Spec.Image = "registry.example.com/mine:v2" },
+			func(f *Facts) { f.IgnoredImage = "registry.example.com/mine:v2" }, map[string]cond{
+				cbv1.ConditionImageResolved: {metav1.ConditionFalse, cbv1.ReasonImageOverrideNotAllowed, msgImageNotAllowed},
+				cbv1.ConditionReady:         {metav1.ConditionFalse, cbv1.ReasonImageOverrideNotAllowed, msgImageNotAllowed},
+			}},
 		{"authentication off is resolved, with a warning", func(cr *cbv1.CallbackReceiver) { cr.Spec.Auth = nil }, nil, map[string]cond{
 			cbv1.ConditionTokenResolved: {metav1.ConditionTrue, cbv1.ReasonAuthenticationDisabled, msgAuthDisabled},
 			cbv1.ConditionReady:         {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
@@ -152,8 +167,8 @@ func TestComputeStatus(t *testing.T) {
 					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
 				}
 			}
-			if len(st.Conditions) != 4 {
-				t.Errorf("%d conditions, want 4", len(st.Conditions))
+			if len(st.Conditions) != 5 {
+				t.Errorf("%d conditions, want 5", len(st.Conditions))
 			}
 		})
 	}

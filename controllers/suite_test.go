@@ -78,6 +78,8 @@ type managerOptions struct {
 	adminPort      int
 	// dial, when set, is how the scraper reaches pod addresses.
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// allowImageOverride is the manager's --allow-image-override.
+	allowImageOverride bool
 }
 
 // startManager runs the operator's controllers, as cmd/manager wires them, for one
@@ -105,6 +107,8 @@ func startManager(t *testing.T, ns string, o managerOptions) (stop func()) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("callback-operator"),
 		Image:     testImage,
+
+		AllowImageOverride: o.allowImageOverride,
 	}).SetupWithManager(mgr, 2); err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,10 @@ type CallbackReceiverSpec struct {
 	Replicas *int32 `json:"replicas,omitempty"`
 
 	// Image overrides the receiver's container image. By default the receiver runs from the
-	// operator's own image, so operator and receiver versions match.
+	// operator's own image, so operator and receiver versions match. It is honoured only when
+	// the operator allows image overrides (manager flag --allow-image-override, off in the
+	// default installation), as an image of one's choice could read the token Secret;
+	// otherwise the operator's image runs and the ImageResolved condition says so.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512
 	// +kubebuilder:validation:XValidation:rule="!self.contains(' ')",message="image must be an image reference without spaces, such as ghcr.io/imcallback/callback-operator:v0.1.0"
@@ -295,8 +298,8 @@ type CallbackReceiverStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: TokenResolved, SinkResolved and Available, and Ready, which summarises
-	// them (see each condition's reason and message for what to do).
+	// Conditions: TokenResolved, SinkResolved, ImageResolved and Available, and Ready, which
+	// summarises them (see each condition's reason and message for what to do).
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -11,6 +11,9 @@ const (
 	// ConditionSinkResolved is True when spec.sink (and delivery.deadLetterSink, if set)
 	// resolved to a URI.
 	ConditionSinkResolved = "SinkResolved"
+	// ConditionImageResolved is True when the receiver runs the image the spec asks for: the
+	// operator's own, or spec.image where the operator allows overrides.
+	ConditionImageResolved = "ImageResolved"
 	// ConditionAvailable is True when the receiver's Deployment has ready pods.
 	ConditionAvailable = "Available"
 )
@@ -42,6 +45,16 @@ const (
 	ReasonSinkKindUnknown    = "SinkKindUnknown"
 	ReasonSinkPortAmbiguous  = "SinkPortAmbiguous"
 	ReasonSinkInvalid        = "SinkInvalid"
+)
+
+// Reasons of the ImageResolved condition.
+const (
+	// ReasonOperatorImage: no spec.image; receivers run the operator's own image.
+	ReasonOperatorImage = "OperatorImage"
+	// ReasonImageOverridden: spec.image runs, as the operator allows overrides.
+	ReasonImageOverridden = "ImageOverridden"
+	// ReasonImageOverrideNotAllowed: spec.image is ignored and the operator's image runs.
+	ReasonImageOverrideNotAllowed = "ImageOverrideNotAllowed"
 )
 
 // Reasons of the Available condition.

@@ -41,6 +41,7 @@ type options struct {
 	leaderElect             bool
 	leaderElectionNamespace string
 	receiverImage           string
+	allowImageOverride      bool
 	clusterDomain           string
 	workers                 int
 	scrapeInterval          time.Duration
@@ -70,6 +71,7 @@ func main() {
 	flag.BoolVar(&o.leaderElect, "leader-elect", true, "Elect a leader, so that only one manager of several writes at a time.")
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; the manager's own when in a cluster.")
 	flag.StringVar(&o.receiverImage, "receiver-image", envOr("RECEIVER_IMAGE", version.Image()), "Image of the receiver pods (env RECEIVER_IMAGE); by default the operator's own image at this binary's version.")
+	flag.BoolVar(&o.allowImageOverride, "allow-image-override", false, "Honour spec.image. Off by default: an image of one's choice could read the token Secret, so this gives everyone who may edit CallbackReceivers the Secrets they can reference.")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "DNS domain of the cluster, for Service URLs.")
 	flag.IntVar(&o.workers, "workers", 8, "CallbackReceivers reconciled at once.")
 	flag.DurationVar(&o.scrapeInterval, "scrape-interval", 10*time.Second, "How often each receiver pod's counters are read.")
@@ -136,11 +138,12 @@ func run(o options) error {
 	}
 
 	if err := (&controllers.CallbackReceiverReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("callback-operator"),
-		Image:         o.receiverImage,
-		ClusterDomain: o.clusterDomain,
+		Client:             mgr.GetClient(),
+		APIReader:          mgr.GetAPIReader(),
+		Recorder:           mgr.GetEventRecorder("callback-operator"),
+		Image:              o.receiverImage,
+		AllowImageOverride: o.allowImageOverride,
+		ClusterDomain:      o.clusterDomain,
 	}).SetupWithManager(mgr, o.workers); err != nil {
 		return fmt.Errorf("setting up the CallbackReceiver controller: %w", err)
 	}

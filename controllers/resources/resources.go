@@ -63,7 +63,8 @@ const (
 
 // Params are everything the child objects depend on besides the resource itself.
 type Params struct {
-	// Image runs the receiver unless spec.image overrides it.
+	// Image is the receiver's image, as the controller chose it (the operator's own, or
+	// spec.image where the operator allows overrides).
 	Image string
 	// SinkURI and DeadLetterSinkURI are the resolved destinations.
 	SinkURI, DeadLetterSinkURI string
@@ -217,10 +218,6 @@ func appendDuration(args []string, flag string, d *metav1.Duration) []string {
 
 // Deployment runs the receiver pods, hardened to the restricted Pod Security Standard.
 func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyConfiguration {
-	image := p.Image
-	if cr.Spec.Image != "" {
-		image = cr.Spec.Image
-	}
 	res := DefaultResources()
 	if cr.Spec.Resources != nil {
 		res = *cr.Spec.Resources
@@ -228,7 +225,7 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 
 	container := corev1ac.Container().
 		WithName(ContainerName).
-		WithImage(image).
+		WithImage(p.Image).
 		WithCommand("/receiver").
 		WithArgs(Args(cr, p)...).
 		WithPorts(

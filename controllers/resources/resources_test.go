@@ -145,10 +145,10 @@ func TestDeployment(t *testing.T) {
 					t.Errorf("replicas %d, spread %+v", *d.Spec.Replicas, ts)
 				}
 			}},
-		{"image and resources override", func(cr *cbv1.CallbackReceiver) {
-			cr.Spec.Image = "registry.example.com/r:v2"
+		{"the image the controller chose, and resources", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Image = "not.used.here/by-the-builder:v1" // the controller decides whether spec.image runs
 			cr.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("0.5")}}
-		}, params, func(t *testing.T, d *appsv1.Deployment) {
+		}, Params{Image: "registry.example.com/r:v2", SinkURI: "http://s"}, func(t *testing.T, d *appsv1.Deployment) {
 			c := d.Spec.Template.Spec.Containers[0]
 			if c.Image != "registry.example.com/r:v2" {
 				t.Errorf("image %q", c.Image)

@@ -125,6 +125,7 @@ func idealReconcile(ctx context.Context, c client.Client, cr *cbv1.CallbackRecei
 	cr.Status = controllers.ComputeStatus(cr, controllers.Facts{
 		URL:        "http://" + cr.Name + "." + cr.Namespace + ".svc.cluster.local" + cr.Spec.Path,
 		SinkURI:    sinkURI,
+		Image:      params.Image,
 		Deployment: d,
 	})
 	if err := c.Status().Patch(ctx, cr, client.MergeFrom(base), client.FieldOwner(controllers.FieldManager)); err != nil {
