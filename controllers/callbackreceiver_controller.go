@@ -46,6 +46,9 @@ type CallbackReceiverReconciler struct {
 	AllowImageOverride bool
 	// ClusterDomain is the cluster's DNS domain, for status.url and Service sinks.
 	ClusterDomain string
+	// Namespaces the manager watches (its cache is limited to them, see CacheOptions);
+	// empty means the whole cluster.
+	Namespaces []string
 
 	sinks   *sink.Resolver
 	tokens  *tokenCache

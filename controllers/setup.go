@@ -145,9 +145,18 @@ func (w *kindWatcher) ensure(ctx context.Context, gvk schema.GroupVersionKind) {
 	w.watched[gvk.GroupKind()] = true
 }
 
-// canList tells whether the manager may list objects of kind gvk.
+// canList tells whether the manager may list objects of kind gvk where it watches: in the
+// whole cluster, or in each of its namespaces.
 func (r *CallbackReceiverReconciler) canList(ctx context.Context, gvk schema.GroupVersionKind) bool {
 	list := &metav1.PartialObjectMetadataList{}
 	list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
-	return r.APIReader.List(ctx, list, client.Limit(1)) == nil
+	if len(r.Namespaces) == 0 {
+		return r.APIReader.List(ctx, list, client.Limit(1)) == nil
+	}
+	for _, ns := range r.Namespaces {
+		if r.APIReader.List(ctx, list, client.Limit(1), client.InNamespace(ns)) != nil {
+			return false
+		}
+	}
+	return true
 }

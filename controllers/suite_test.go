@@ -19,7 +19,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -80,6 +79,8 @@ type managerOptions struct {
 	dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// allowImageOverride is the manager's --allow-image-override.
 	allowImageOverride bool
+	// config, when set, is the identity the manager acts as; the admin's by default.
+	config *rest.Config
 }
 
 // startManager runs the operator's controllers, as cmd/manager wires them, for one
@@ -90,13 +91,15 @@ func startManager(t *testing.T, ns string, o managerOptions) (stop func()) {
 	if o.scrapeInterval == 0 {
 		o.scrapeInterval = 200 * time.Millisecond
 	}
-	copts := controllers.CacheOptions()
-	copts.DefaultNamespaces = map[string]cache.Config{ns: {}}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	restConfig := cfg
+	if o.config != nil {
+		restConfig = o.config
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  copts,
+		Cache:                  controllers.CacheOptions(ns),
 		Controller:             controllerConfig(),
 	})
 	if err != nil {
@@ -109,6 +112,7 @@ func startManager(t *testing.T, ns string, o managerOptions) (stop func()) {
 		Image:     testImage,
 
 		AllowImageOverride: o.allowImageOverride,
+		Namespaces:         []string{ns},
 	}).SetupWithManager(mgr, 2); err != nil {
 		t.Fatal(err)
 	}

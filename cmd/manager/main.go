@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -42,6 +43,7 @@ type options struct {
 	leaderElectionNamespace string
 	receiverImage           string
 	allowImageOverride      bool
+	watchNamespaces         string
 	clusterDomain           string
 	workers                 int
 	scrapeInterval          time.Duration
@@ -72,6 +74,7 @@ func main() {
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease; the manager's own when in a cluster.")
 	flag.StringVar(&o.receiverImage, "receiver-image", envOr("RECEIVER_IMAGE", version.Image()), "Image of the receiver pods (env RECEIVER_IMAGE); by default the operator's own image at this binary's version.")
 	flag.BoolVar(&o.allowImageOverride, "allow-image-override", false, "Honour spec.image. Off by default: an image of one's choice could read the token Secret, so this gives everyone who may edit CallbackReceivers the Secrets they can reference.")
+	flag.StringVar(&o.watchNamespaces, "watch-namespaces", os.Getenv("WATCH_NAMESPACES"), "Comma-separated namespaces whose CallbackReceivers this manager reconciles (env WATCH_NAMESPACES); empty for the whole cluster. With namespaces it reads and watches nothing outside them, so a Role in each (config/namespaced) is all the access it needs.")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "DNS domain of the cluster, for Service URLs.")
 	flag.IntVar(&o.workers, "workers", 8, "CallbackReceivers reconciled at once.")
 	flag.DurationVar(&o.scrapeInterval, "scrape-interval", 10*time.Second, "How often each receiver pod's counters are read.")
@@ -104,6 +107,13 @@ func run(o options) error {
 		return errors.New("--scrape-interval and --scrape-timeout must be positive")
 	}
 
+	var namespaces []string
+	for _, ns := range strings.Split(o.watchNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			namespaces = append(namespaces, ns)
+		}
+	}
+
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
@@ -131,7 +141,7 @@ func run(o options) error {
 		LeaderElectionNamespace: o.leaderElectionNamespace,
 		// A new leader starts at once when this one stops cleanly.
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         controllers.CacheOptions(),
+		Cache:                         controllers.CacheOptions(namespaces...),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -144,6 +154,7 @@ func run(o options) error {
 		Image:              o.receiverImage,
 		AllowImageOverride: o.allowImageOverride,
 		ClusterDomain:      o.clusterDomain,
+		Namespaces:         namespaces,
 	}).SetupWithManager(mgr, o.workers); err != nil {
 		return fmt.Errorf("setting up the CallbackReceiver controller: %w", err)
 	}
@@ -162,7 +173,8 @@ func run(o options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("starting manager", "version", version.Version, "receiverImage", o.receiverImage)
+	log.Info("starting manager", "version", version.Version, "receiverImage", o.receiverImage,
+		"allowImageOverride", o.allowImageOverride, "watchNamespaces", namespaces)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

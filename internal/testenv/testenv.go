@@ -67,3 +67,13 @@ func (e *Env) Namespace(t testing.TB, prefix string) string {
 	t.Cleanup(func() { _ = e.Client.Delete(context.Background(), ns) })
 	return ns.Name
 }
+
+// User adds a user the API server authenticates (with no permissions until RBAC grants some)
+// and returns a client configuration that acts as that user.
+func (e *Env) User(name string, groups ...string) (*rest.Config, error) {
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
+}

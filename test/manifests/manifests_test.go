@@ -4,7 +4,9 @@ package manifests
 
 import (
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -107,6 +109,11 @@ func TestDefaultBuildsTheWholeOperator(t *testing.T) {
 	if !slices.Contains(c.Args, "--leader-elect") {
 		t.Errorf("leader election is off: %v", c.Args)
 	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--allow-image-override") {
+			t.Errorf("the default installation allows spec.image (%s): anyone who may edit CallbackReceivers could read the Secrets they reference", a)
+		}
+	}
 
 	// Every binding points at a role and an account that the build contains.
 	for _, o := range objs {
@@ -149,6 +156,55 @@ func TestManagerRoleIsLeastPrivilege(t *testing.T) {
 				t.Errorf("%s may be deleted: only the PodDisruptionBudget is deleted by the operator", res)
 			}
 		}
+	}
+}
+
+// TestNamespacedHoldsNoClusterWidePermissions: config/namespaced reconciles its own
+// namespace with Roles there; what stays cluster-wide cannot read Secrets or write workloads.
+func TestNamespacedHoldsNoClusterWidePermissions(t *testing.T) {
+	objs := build(t, "namespaced")
+	const ns = "callback-operator-system"
+
+	generated := as(t, find(build(t, "default"), "ClusterRole", "callback-operator-manager-role"), &rbacv1.ClusterRole{})
+	role := as(t, find(objs, "Role", "callback-operator-manager-role"), &rbacv1.Role{})
+	if role.Namespace != ns || !reflect.DeepEqual(role.Rules, generated.Rules) {
+		t.Errorf("Role %s/%s rules %+v, want the generated ones %+v", role.Namespace, role.Name, role.Rules, generated.Rules)
+	}
+	if find(objs, "ClusterRole", "callback-operator-manager-role") != nil {
+		t.Error("the manager's ClusterRole is still there")
+	}
+	for _, o := range objs {
+		if o.GetKind() != "ClusterRoleBinding" {
+			continue
+		}
+		b := as(t, o, &rbacv1.ClusterRoleBinding{})
+		cr := as(t, find(objs, "ClusterRole", b.RoleRef.Name), &rbacv1.ClusterRole{})
+		for _, r := range cr.Rules {
+			for _, res := range r.Resources {
+				if res != "tokenreviews" && res != "subjectaccessreviews" {
+					t.Errorf("ClusterRoleBinding %s grants %v on %s cluster-wide", b.Name, r.Verbs, res)
+				}
+			}
+		}
+		if cr.AggregationRule != nil {
+			t.Errorf("ClusterRoleBinding %s binds the aggregated %s cluster-wide", b.Name, cr.Name)
+		}
+	}
+	for _, name := range []string{"callback-operator-manager-rolebinding", "callback-operator-addressable-resolver-rolebinding"} {
+		b := as(t, find(objs, "RoleBinding", name), &rbacv1.RoleBinding{})
+		if b.Namespace != ns || len(b.Subjects) != 1 || b.Subjects[0].Name != "callback-operator-controller-manager" {
+			t.Errorf("RoleBinding %+v", b)
+		}
+	}
+	d := as(t, find(objs, "Deployment", "callback-operator-controller-manager"), &appsv1.Deployment{})
+	var watch *corev1.EnvVar
+	for i, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "WATCH_NAMESPACES" {
+			watch = &d.Spec.Template.Spec.Containers[0].Env[i]
+		}
+	}
+	if watch == nil || watch.ValueFrom == nil || watch.ValueFrom.FieldRef == nil || watch.ValueFrom.FieldRef.FieldPath != "metadata.namespace" {
+		t.Errorf("the manager does not watch its own namespace only: %+v", watch)
 	}
 }
 

@@ -1,0 +1,61 @@
+package controllers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+)
+
+// TestNamespaceScopedWithARoleOnly runs the manager as config/namespaced installs it: an
+// identity whose only permissions are the generated rules as a Role in one namespace. It
+// reconciles a resource there completely, without any cluster-wide access.
+func TestNamespaceScopedWithARoleOnly(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+
+	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	must(t, err)
+	generated := &rbacv1.ClusterRole{}
+	must(t, yaml.Unmarshal(raw, generated))
+	must(t, k8sClient.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "manager-role", Namespace: ns}, Rules: generated.Rules}))
+	user := "system:serviceaccount:" + ns + ":controller-manager"
+	must(t, k8sClient.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "manager-rolebinding", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "manager-role"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+	}))
+	asManager, err := env.User(user)
+	must(t, err)
+
+	// The identity really has nothing outside the namespace.
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: user, ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "list", Resource: "secrets"},
+	}}
+	must(t, k8sClient.Create(ctx, review))
+	g.Expect(review.Status.Allowed).To(BeFalse(), "the test identity may list Secrets cluster-wide")
+
+	cr := fixture(t, ns)
+	startManager(t, ns, managerOptions{config: asManager})
+	must(t, k8sClient.Create(ctx, cr))
+	waitForDeployment(g, cr)
+	g.Eventually(func(g Gomega) {
+		got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		g.Expect(condition(got, cbv1.ConditionTokenResolved).Reason).To(Equal(cbv1.ReasonTokenFound))
+		g.Expect(condition(got, cbv1.ConditionSinkResolved).Reason).To(Equal(cbv1.ReasonResolved))
+		g.Expect(condition(got, cbv1.ConditionAvailable).Reason).To(Equal(cbv1.ReasonRollingOut))
+	}).Should(Succeed())
+	get(g, ns, cr.Name, &appsv1.Deployment{})
+}
