@@ -120,13 +120,12 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	if f.TokenProblem, err = problem(err); err != nil {
 		return nil, err
 	}
-	f.SinkURI, f.DeadLetterSinkURI, err = r.resolveSinks(ctx, cr)
-	if se, ok := sink.AsError(err); ok {
-		f.SinkProblem, err = se, nil
-	}
+	dests, err := r.resolveDestinations(ctx, cr)
 	if err != nil {
 		return nil, err
 	}
+	f.SinkURI, f.DeadLetterSinkURI, f.SinkProblem = dests.sinkURI, dests.deadLetterSinkURI, dests.sinkProblem
+	f.Routes, f.Decisions, f.DecisionProblem = dests.routes, dests.decisions, dests.decisionProblem
 
 	var actions []string
 	var applyErrs []error
@@ -149,7 +148,10 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	// Without a token or a sink the receiver cannot work: a Deployment that exists keeps
 	// running as it is (it still answers callbacks), a new one waits.
 	if f.TokenProblem == nil && f.SinkProblem == nil {
-		params := resources.Params{Image: f.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI, TokenChecksum: checksum}
+		params := resources.Params{
+			Image: f.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI,
+			Routes: f.Routes, Decisions: f.Decisions, TokenChecksum: checksum,
+		}
 		apply("Deployment", func() (string, error) {
 			desired := resources.Deployment(cr, params)
 			action, err := applyChild(ctx, r.Client, r.applied, &appsv1.Deployment{}, desired, appsv1ac.ExtractDeployment)
@@ -184,26 +186,6 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		}
 	}
 	return f, f.ApplyError
-}
-
-func (r *CallbackReceiverReconciler) resolveSinks(ctx context.Context, cr *cbv1.CallbackReceiver) (string, string, error) {
-	if ref, ok := sink.RefOf(cr.Namespace, &cr.Spec.Sink); ok {
-		r.kinds.ensure(ctx, ref.GVK)
-	}
-	sinkURI, err := r.sinks.Resolve(ctx, cr.Namespace, "spec.sink", &cr.Spec.Sink)
-	if err != nil {
-		return "", "", err
-	}
-	var dls string
-	if d := cr.Spec.Delivery; d != nil && d.DeadLetterSink != nil {
-		if ref, ok := sink.RefOf(cr.Namespace, d.DeadLetterSink); ok {
-			r.kinds.ensure(ctx, ref.GVK)
-		}
-		if dls, err = r.sinks.Resolve(ctx, cr.Namespace, "spec.delivery.deadLetterSink", d.DeadLetterSink); err != nil {
-			return "", "", err
-		}
-	}
-	return sinkURI, dls, nil
 }
 
 func (r *CallbackReceiverReconciler) applyPDB(ctx context.Context, cr *cbv1.CallbackReceiver) (string, error) {

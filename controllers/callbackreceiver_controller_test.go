@@ -49,7 +49,7 @@ func fixture(t *testing.T, ns string) *cbv1.CallbackReceiver {
 			SdkAppID: 1400000001,
 			Path:     "/im/callback",
 			Auth:     &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "im-callback-token", Key: "token"}},
-			Sink: cbv1.Destination{
+			Sink: &cbv1.Destination{
 				Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: "moderation"},
 				URI: "/events",
 			},
@@ -399,7 +399,7 @@ func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001, Path: "/im/callback",
 			Auth: &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "later", Key: "token"}},
-			Sink: cbv1.Destination{Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: "moderation"}},
+			Sink: &cbv1.Destination{Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: "moderation"}},
 		},
 	}
 	startManager(t, ns, managerOptions{})
@@ -481,7 +481,7 @@ func TestAddressableSink(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	cr := fixture(t, ns)
-	cr.Spec.Sink = cbv1.Destination{
+	cr.Spec.Sink = &cbv1.Destination{
 		Ref: &cbv1.KReference{APIVersion: testSinkGVK.GroupVersion().String(), Kind: testSinkGVK.Kind, Name: "broker"},
 		URI: "/im",
 	}

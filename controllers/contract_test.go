@@ -23,7 +23,7 @@ func TestSchemaDefaultsAreTheReceiversDefaults(t *testing.T) {
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001, Path: "/im/callback",
 			Auth: &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "t", Key: "k"}},
-			Sink: cbv1.Destination{URI: "http://sink.example/events"},
+			Sink: &cbv1.Destination{URI: "http://sink.example/events"},
 		},
 	}
 	must(t, k8sClient.Create(context.Background(), cr)) // filled with the schema's defaults

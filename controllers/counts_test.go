@@ -230,7 +230,7 @@ func TestCountsAreExact(t *testing.T) {
 
 	must(t, k8sClient.Create(ctx, &cbv1.CallbackReceiver{
 		ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: ns},
-		Spec:       cbv1.CallbackReceiverSpec{SdkAppID: 1400000001, Path: "/im/callback", Sink: cbv1.Destination{URI: sinkSrv.URL}},
+		Spec:       cbv1.CallbackReceiverSpec{SdkAppID: 1400000001, Path: "/im/callback", Sink: &cbv1.Destination{URI: sinkSrv.URL}},
 	}))
 	a := startPod(t, "blacklist-a", ipA, adminPort, sinkSrv.URL)
 	b := startPod(t, "blacklist-b", ipB, adminPort, sinkSrv.URL)

@@ -56,11 +56,8 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 	if err := idx.IndexField(ctx, &cbv1.CallbackReceiver{}, indexSinkRef, func(o client.Object) []string {
 		cr := o.(*cbv1.CallbackReceiver)
 		var keys []string
-		if ref, ok := sink.RefOf(cr.Namespace, &cr.Spec.Sink); ok {
-			keys = append(keys, ref.IndexKey())
-		}
-		if d := cr.Spec.Delivery; d != nil {
-			if ref, ok := sink.RefOf(cr.Namespace, d.DeadLetterSink); ok {
+		for _, d := range destinations(cr) {
+			if ref, ok := sink.RefOf(cr.Namespace, d.d); ok {
 				keys = append(keys, ref.IndexKey())
 			}
 		}

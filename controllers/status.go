@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,8 +26,12 @@ type Facts struct {
 	// SinkURI and DeadLetterSinkURI are the resolved destinations, valid when SinkProblem
 	// is nil.
 	SinkURI, DeadLetterSinkURI string
-	// SinkProblem is why a destination did not resolve.
+	// SinkProblem is why a sink (main, dead-letter or a route's) did not resolve.
 	SinkProblem *sink.Error
+	// Routes and Decisions are spec.routes' sinks and spec.decisions' services as resolved
+	// (an empty URI where one did not); DecisionProblem is why the first one did not.
+	Routes, Decisions []cbv1.ResolvedRoute
+	DecisionProblem   *sink.Error
 	// Image is the image the receiver runs; IgnoredImage is spec.image when the operator
 	// does not allow overrides and runs Image instead.
 	Image, IgnoredImage string
@@ -54,8 +59,9 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 		st.ObservedGeneration = cr.Generation
 	}
 	if f.SinkProblem == nil {
-		st.SinkURI, st.DeadLetterSinkURI = f.SinkURI, f.DeadLetterSinkURI
+		st.SinkURI, st.DeadLetterSinkURI, st.Routes = f.SinkURI, f.DeadLetterSinkURI, f.Routes
 	}
+	st.Decisions = f.Decisions
 	st.Replicas, st.ReadyReplicas = 0, 0
 	if f.Deployment != nil {
 		st.Replicas, st.ReadyReplicas = f.Deployment.Status.Replicas, f.Deployment.Status.ReadyReplicas
@@ -64,12 +70,13 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 	conditions := []metav1.Condition{
 		tokenCondition(cr, f.TokenProblem),
 		sinkCondition(&st, f.SinkProblem),
+		decisionsCondition(cr, f),
 		imageCondition(cr, f),
 		availableCondition(cr, f.Deployment),
 	}
 	ready := metav1.Condition{
 		Type: cbv1.ConditionReady, Status: metav1.ConditionTrue, Reason: cbv1.ReasonReady,
-		Message: fmt.Sprintf("Receiving callbacks at %s and delivering them to %s.", st.URL, st.SinkURI),
+		Message: fmt.Sprintf("Receiving callbacks at %s.", st.URL),
 	}
 	for _, c := range conditions {
 		if c.Status != metav1.ConditionTrue {
@@ -110,12 +117,58 @@ func sinkCondition(st *cbv1.CallbackReceiverStatus, p *sink.Error) metav1.Condit
 		return c
 	}
 	c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonResolved
-	c.Message = "Events go to " + st.SinkURI
-	if st.DeadLetterSinkURI != "" {
-		c.Message += ", undeliverable ones to " + st.DeadLetterSinkURI
+	var parts []string
+	if st.SinkURI != "" {
+		parts = append(parts, "Events go to "+st.SinkURI)
 	}
-	c.Message += "."
+	for _, r := range st.Routes {
+		parts = append(parts, "events of "+commandList(r.Commands)+" to "+r.URI)
+	}
+	if st.DeadLetterSinkURI != "" {
+		parts = append(parts, "undeliverable ones to "+st.DeadLetterSinkURI)
+	}
+	if len(parts) == 0 {
+		c.Message = "No callbacks are forwarded: only decisions are taken."
+		return c
+	}
+	parts[0] = strings.ToUpper(parts[0][:1]) + parts[0][1:]
+	c.Message = strings.Join(parts, ", ") + "."
 	return c
+}
+
+func decisionsCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {
+	c := metav1.Condition{Type: cbv1.ConditionDecisionsResolved, Status: metav1.ConditionTrue}
+	switch {
+	case len(cr.Spec.Decisions) == 0:
+		c.Reason = cbv1.ReasonNoDecisions
+		c.Message = "No decision services: before-callbacks are answered OK (allowed) unless spec.commands or spec.routes forward them."
+	case f.DecisionProblem != nil:
+		c.Status, c.Reason = metav1.ConditionFalse, f.DecisionProblem.Reason
+		c.Message = truncate(f.DecisionProblem.Message + ". Meanwhile its callbacks are answered by the failure policy (" + string(failurePolicy(cr)) + ").")
+	default:
+		c.Reason = cbv1.ReasonResolved
+		parts := make([]string, 0, len(f.Decisions))
+		for _, d := range f.Decisions {
+			parts = append(parts, commandList(d.Commands)+" by "+d.URI)
+		}
+		c.Message = "Before-callbacks are decided: " + strings.Join(parts, "; ") + " (failure policy " + string(failurePolicy(cr)) + ")."
+	}
+	return c
+}
+
+func failurePolicy(cr *cbv1.CallbackReceiver) cbv1.DecisionFailurePolicy {
+	if p := cr.Spec.DecisionPolicy; p != nil && p.FailurePolicy != "" {
+		return p.FailurePolicy
+	}
+	return cbv1.DecisionFailureAllow
+}
+
+func commandList(cmds []cbv1.Command) string {
+	names := make([]string, len(cmds))
+	for i, c := range cmds {
+		names[i] = string(c)
+	}
+	return strings.Join(names, ", ")
 }
 
 func imageCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {

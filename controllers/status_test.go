@@ -62,11 +62,13 @@ const (
 	msgAuthDisabled  = "Callbacks are not authenticated: anyone who can reach the URL can send them. Set spec.auth.tokenSecretRef to the IM console's callback token to verify Sign."
 	msgSink          = "Events go to " + statusSink + "."
 	msgTwoReady      = "2 of 2 receiver pods are ready."
-	msgReady         = "Receiving callbacks at " + statusURL + " and delivering them to " + statusSink + "."
+	msgReady         = "Receiving callbacks at " + statusURL + "."
 	msgNoDeployment  = "The receiver's Deployment does not exist yet: see the TokenResolved and SinkResolved conditions."
 	msgRollingOut    = "The Deployment controller has not yet seen the latest change."
 	msgSecretMissing = "Secret im-callback-token with the callback token does not exist: create it."
 	msgSinkMissing   = "spec.sink: Service chat/moderation does not exist: create it, or point spec.sink.ref at an existing one"
+
+	msgDecisionMissing = "spec.decisions[0].subscriber: Service chat/moderator does not exist: create it, or point spec.decisions[0].subscriber.ref at an existing one. Meanwhile its callbacks are answered by the failure policy (Reject)."
 
 	msgImageNotAllowed = "spec.image registry.example.com/mine:v2 is not used: this operator runs receivers only from its own image " + statusImage + ", because an image of one's choice could read the token Secret. Remove spec.image, or have the operator's administrator start the manager with --allow-image-override."
 )
@@ -118,6 +120,34 @@ func TestComputeStatus(t *testing.T) {
 		{"the token comes first in Ready", nil, func(f *Facts) { f.TokenProblem, f.SinkProblem = tokenMissing, sinkMissing }, map[string]cond{
 			cbv1.ConditionReady: {metav1.ConditionFalse, cbv1.ReasonTokenSecretNotFound, msgSecretMissing},
 		}},
+		{"no decisions", nil, nil, map[string]cond{
+			cbv1.ConditionDecisionsResolved: {metav1.ConditionTrue, cbv1.ReasonNoDecisions, "No decision services: before-callbacks are answered OK (allowed) unless spec.commands or spec.routes forward them."},
+		}},
+		{"routes are named", nil, func(f *Facts) {
+			f.Routes = []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"C2C.CallbackAfterSendMsg", "Group.CallbackAfterSendMsg"}, URI: "http://archive.chat.svc.cluster.local"}}
+		}, map[string]cond{
+			cbv1.ConditionSinkResolved: {metav1.ConditionTrue, cbv1.ReasonResolved, "Events go to " + statusSink + ", events of C2C.CallbackAfterSendMsg, Group.CallbackAfterSendMsg to http://archive.chat.svc.cluster.local."},
+		}},
+		{"only decisions", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Decisions = []cbv1.Decision{{Commands: []cbv1.Command{"C2C.CallbackBeforeSendMsg"}}}
+		}, func(f *Facts) {
+			f.SinkURI = ""
+			f.Decisions = []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"C2C.CallbackBeforeSendMsg"}, URI: "http://moderator.chat.svc.cluster.local"}}
+		}, map[string]cond{
+			cbv1.ConditionSinkResolved:      {metav1.ConditionTrue, cbv1.ReasonResolved, "No callbacks are forwarded: only decisions are taken."},
+			cbv1.ConditionDecisionsResolved: {metav1.ConditionTrue, cbv1.ReasonResolved, "Before-callbacks are decided: C2C.CallbackBeforeSendMsg by http://moderator.chat.svc.cluster.local (failure policy Allow)."},
+			cbv1.ConditionReady:             {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"a decision service that does not resolve", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Decisions = []cbv1.Decision{{Commands: []cbv1.Command{"C2C.CallbackBeforeSendMsg"}}}
+			cr.Spec.DecisionPolicy = &cbv1.DecisionPolicy{FailurePolicy: cbv1.DecisionFailureReject}
+		}, func(f *Facts) {
+			f.DecisionProblem = &sink.Error{Reason: cbv1.ReasonSinkNotFound, Message: "spec.decisions[0].subscriber: Service chat/moderator does not exist: create it, or point spec.decisions[0].subscriber.ref at an existing one"}
+		}, map[string]cond{
+			cbv1.ConditionDecisionsResolved: {metav1.ConditionFalse, cbv1.ReasonSinkNotFound, msgDecisionMissing},
+			cbv1.ConditionAvailable:         {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
+			cbv1.ConditionReady:             {metav1.ConditionFalse, cbv1.ReasonSinkNotFound, msgDecisionMissing},
+		}},
 		{"a dead-letter sink is named", nil, func(f *Facts) { f.DeadLetterSinkURI = "http://dlq.chat.svc.cluster.local" }, map[string]cond{
 			cbv1.ConditionSinkResolved: {metav1.ConditionTrue, cbv1.ReasonResolved, "Events go to " + statusSink + ", undeliverable ones to http://dlq.chat.svc.cluster.local."},
 		}},
@@ -167,8 +197,8 @@ func TestComputeStatus(t *testing.T) {
 					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
 				}
 			}
-			if len(st.Conditions) != 5 {
-				t.Errorf("%d conditions, want 5", len(st.Conditions))
+			if len(st.Conditions) != 6 {
+				t.Errorf("%d conditions, want 6", len(st.Conditions))
 			}
 		})
 	}

@@ -7,6 +7,13 @@ import (
 
 // CallbackReceiverSpec declares a receiver for Tencent Cloud IM third-party callbacks of one
 // app, and where it forwards them.
+// +kubebuilder:validation:XValidation:rule="has(self.sink) || has(self.routes) || has(self.decisions)",message="say where callbacks go: set spec.sink (for spec.commands), spec.routes or spec.decisions"
+// +kubebuilder:validation:XValidation:rule="!has(self.commands) || has(self.sink)",message="spec.commands are forwarded to spec.sink: set spec.sink, or move the commands into spec.routes"
+// +kubebuilder:validation:XValidation:rule="!has(self.commands) || !has(self.routes) || self.commands.all(c, self.routes.all(r, !(c in r.commands)))",messageExpression="'command ' + self.commands.filter(c, self.routes.exists(r, c in r.commands))[0] + ' is in both spec.commands and spec.routes: list each command once'"
+// +kubebuilder:validation:XValidation:rule="!has(self.commands) || !has(self.decisions) || self.commands.all(c, self.decisions.all(d, !(c in d.commands)))",messageExpression="'command ' + self.commands.filter(c, self.decisions.exists(d, c in d.commands))[0] + ' is in both spec.commands and spec.decisions: list each command once'"
+// +kubebuilder:validation:XValidation:rule="!has(self.routes) || !has(self.decisions) || self.routes.all(r, r.commands.all(c, self.decisions.all(d, !(c in d.commands))))",message="a command is in both spec.routes and spec.decisions: list each command once"
+// +kubebuilder:validation:XValidation:rule="!has(self.routes) || self.routes.all(r, self.routes.exists_one(o, o.commands.exists(c, c in r.commands)))",message="a command is in two of spec.routes: list each command once"
+// +kubebuilder:validation:XValidation:rule="!has(self.decisions) || self.decisions.all(d, self.decisions.exists_one(o, o.commands.exists(c, c in d.commands)))",message="a command is in two of spec.decisions: list each command once"
 type CallbackReceiverSpec struct {
 	// SdkAppID is the SDKAppID of the IM app, as shown in the IM console. Callbacks whose
 	// SdkAppid query parameter differs are refused with 403.
@@ -27,12 +34,12 @@ type CallbackReceiverSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9._~!$&\\'()*+,;=:@%/-]*$')",message="path may contain only URL path characters: letters, digits and -._~!$&'()*+,;=:@%/"
 	Path string `json:"path"`
 
-	// Commands lists the callback commands (CallbackCommand) forwarded to the sink. One
-	// callback URL receives every callback the app has switched on: other commands are
-	// answered OK (so a "before" callback never blocks a user) and counted as ignored.
+	// Commands lists the callback commands (CallbackCommand) forwarded to spec.sink; without
+	// it, Sns.CallbackBlackListDelete is, unless a route or decision takes it. One callback
+	// URL receives every callback the app has switched on: commands that no list here names
+	// are answered OK (so a before-callback never blocks a user) and counted as ignored.
 	// +optional
 	// +listType=set
-	// +kubebuilder:default={"Sns.CallbackBlackListDelete"}
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	Commands []Command `json:"commands,omitempty"`
@@ -43,9 +50,29 @@ type CallbackReceiverSpec struct {
 	// +optional
 	Auth *AuthSpec `json:"auth,omitempty"`
 
-	// Sink is where accepted callbacks are delivered as CloudEvents.
-	// +required
-	Sink Destination `json:"sink"`
+	// Sink is where the callbacks of spec.commands are delivered as CloudEvents. Optional
+	// when spec.routes or spec.decisions say where every callback goes.
+	// +optional
+	Sink *Destination `json:"sink,omitempty"`
+
+	// Routes send the callbacks of other commands to sinks of their own, with the same
+	// delivery settings: one callback URL for the app, several consumers behind it.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Routes []Route `json:"routes,omitempty"`
+
+	// Decisions answer before-callbacks (such as C2C.CallbackBeforeSendMsg) through decision
+	// services, whose answers IM applies: moderation, friend-request policies.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	Decisions []Decision `json:"decisions,omitempty"`
+
+	// DecisionPolicy bounds the exchange with decision services: timeout and the answer when
+	// one fails.
+	// +optional
+	DecisionPolicy *DecisionPolicy `json:"decisionPolicy,omitempty"`
 
 	// Delivery sets retries, backoff, per-attempt timeout and the dead-letter sink, like
 	// Knative's DeliverySpec.
@@ -236,7 +263,8 @@ type ServiceSpec struct {
 }
 
 // Counts are the callbacks and events the receiver processed over the resource's life,
-// summed over all pods and restarts. Received = accepted + rejected + ignored + unavailable.
+// summed over all pods and restarts. Received = accepted + rejected + ignored + unavailable +
+// decided.
 type Counts struct {
 	// Received callbacks: every HTTP request to the receiver's callback port.
 	// +optional
@@ -272,6 +300,11 @@ type Counts struct {
 	// +optional
 	// +kubebuilder:default=0
 	Failed int64 `json:"failed"`
+	// Decided callbacks: before-callbacks answered through a decision service (or its
+	// failure policy).
+	// +optional
+	// +kubebuilder:default=0
+	Decided int64 `json:"decided"`
 	// Pairs in the PairList of accepted callbacks.
 	// +optional
 	// +kubebuilder:default=0
@@ -318,6 +351,16 @@ type CallbackReceiverStatus struct {
 	// DeadLetterSinkURI is the resolved address of the dead-letter sink, if any.
 	// +optional
 	DeadLetterSinkURI string `json:"deadLetterSinkURI,omitempty"`
+
+	// Routes are the resolved sinks of spec.routes, in the same order.
+	// +optional
+	// +listType=atomic
+	Routes []ResolvedRoute `json:"routes,omitempty"`
+
+	// Decisions are the resolved decision services of spec.decisions, in the same order.
+	// +optional
+	// +listType=atomic
+	Decisions []ResolvedRoute `json:"decisions,omitempty"`
 
 	// Replicas is the number of receiver pods (the scale subresource's status).
 	// +optional

@@ -11,6 +11,10 @@ const (
 	// ConditionSinkResolved is True when spec.sink (and delivery.deadLetterSink, if set)
 	// resolved to a URI.
 	ConditionSinkResolved = "SinkResolved"
+	// ConditionDecisionsResolved is True when every decision service of spec.decisions
+	// resolved to a URI, or there are none (reason NoDecisions). While one does not, the
+	// receiver answers its commands by the failure policy.
+	ConditionDecisionsResolved = "DecisionsResolved"
 	// ConditionImageResolved is True when the receiver runs the image the spec asks for: the
 	// operator's own, or spec.image where the operator allows overrides.
 	ConditionImageResolved = "ImageResolved"
@@ -36,7 +40,8 @@ const (
 )
 
 // Reasons of the SinkResolved condition. The ones other than ReasonResolved also say why a
-// dead-letter sink did not resolve.
+// dead-letter sink, a route's sink or (in DecisionsResolved) a decision service did not
+// resolve.
 const (
 	ReasonResolved           = "Resolved"
 	ReasonSinkNotFound       = "SinkNotFound"
@@ -55,6 +60,14 @@ const (
 	ReasonImageOverridden = "ImageOverridden"
 	// ReasonImageOverrideNotAllowed: spec.image is ignored and the operator's image runs.
 	ReasonImageOverrideNotAllowed = "ImageOverrideNotAllowed"
+)
+
+// Reasons of the DecisionsResolved condition, besides ReasonResolved and the ReasonSink* of
+// a decision service that does not resolve.
+const (
+	// ReasonNoDecisions: spec.decisions is empty; before-callbacks are answered OK unless
+	// forwarded.
+	ReasonNoDecisions = "NoDecisions"
 )
 
 // Reasons of the Available condition.

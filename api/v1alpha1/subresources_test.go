@@ -29,7 +29,7 @@ func newReceiver(t *testing.T, ns string, replicas int32) *cbv1.CallbackReceiver
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001,
 			Path:     "/im/callback",
-			Sink:     cbv1.Destination{URI: "http://moderation.chat.svc.cluster.local/events"},
+			Sink:     &cbv1.Destination{URI: "http://moderation.chat.svc.cluster.local/events"},
 			Replicas: ptr.To(replicas),
 		},
 	}

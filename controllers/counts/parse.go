@@ -34,6 +34,7 @@ func Parse(r io.Reader) (incarnation string, c cbv1.Counts, err error) {
 		contract.OutcomeRejected:    &c.Rejected,
 		contract.OutcomeIgnored:     &c.Ignored,
 		contract.OutcomeUnavailable: &c.Unavailable,
+		contract.OutcomeDecided:     &c.Decided,
 	}
 	// Every outcome is a received callback.
 	sum(families[contract.MetricCallbacks], contract.LabelOutcome, outcomes, &c.Received)

@@ -66,8 +66,12 @@ type Params struct {
 	// Image is the receiver's image, as the controller chose it (the operator's own, or
 	// spec.image where the operator allows overrides).
 	Image string
-	// SinkURI and DeadLetterSinkURI are the resolved destinations.
+	// SinkURI and DeadLetterSinkURI are the resolved destinations ("" for none).
 	SinkURI, DeadLetterSinkURI string
+	// Routes and Decisions are spec.routes' sinks and spec.decisions' services, resolved. A
+	// decision service that did not resolve (empty URI) still gets a flag, to an address
+	// that cannot answer, so that the receiver applies the failure policy to its commands.
+	Routes, Decisions []cbv1.ResolvedRoute
 	// TokenChecksum identifies the token's value; empty without spec.auth.
 	TokenChecksum string
 }
@@ -183,13 +187,27 @@ func Args(cr *cbv1.CallbackReceiver, p Params) []string {
 		contract.Arg(contract.FlagPath, cr.Spec.Path),
 	}
 	if len(cr.Spec.Commands) > 0 {
-		cmds := make([]string, 0, len(cr.Spec.Commands))
-		for _, c := range cr.Spec.Commands {
-			cmds = append(cmds, string(c))
-		}
-		args = append(args, contract.Arg(contract.FlagCommands, strings.Join(cmds, ",")))
+		args = append(args, contract.Arg(contract.FlagCommands, strings.Join(commandNames(cr.Spec.Commands), ",")))
 	}
-	args = append(args, contract.Arg(contract.FlagSink, p.SinkURI))
+	if p.SinkURI != "" {
+		args = append(args, contract.Arg(contract.FlagSink, p.SinkURI))
+	}
+	for _, r := range p.Routes {
+		args = append(args, contract.Arg(contract.FlagRoute, contract.RouteValue(commandNames(r.Commands), r.URI)))
+	}
+	for _, d := range p.Decisions {
+		uri := d.URI
+		if uri == "" {
+			uri = UnresolvedDecisionURI
+		}
+		args = append(args, contract.Arg(contract.FlagDecision, contract.RouteValue(commandNames(d.Commands), uri)))
+	}
+	if dp := cr.Spec.DecisionPolicy; dp != nil {
+		args = appendDuration(args, contract.FlagDecisionTimeout, dp.Timeout)
+		if dp.FailurePolicy != "" {
+			args = append(args, contract.Arg(contract.FlagDecisionFailure, strings.ToLower(string(dp.FailurePolicy))))
+		}
+	}
 	if p.DeadLetterSinkURI != "" {
 		args = append(args, contract.Arg(contract.FlagDeadLetterSink, p.DeadLetterSinkURI))
 	}
@@ -207,6 +225,18 @@ func Args(cr *cbv1.CallbackReceiver, p Params) []string {
 		args = appendDuration(args, contract.FlagMaxClockSkew, a.MaxClockSkew)
 	}
 	return args
+}
+
+// UnresolvedDecisionURI stands for a decision service that does not resolve: the .invalid
+// top-level domain never resolves (RFC 2606), so the receiver's failure policy answers.
+const UnresolvedDecisionURI = "http://decision-service-unresolved.invalid/"
+
+func commandNames(cmds []cbv1.Command) []string {
+	out := make([]string, 0, len(cmds))
+	for _, c := range cmds {
+		out = append(out, string(c))
+	}
+	return out
 }
 
 func appendDuration(args []string, flag string, d *metav1.Duration) []string {

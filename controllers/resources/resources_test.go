@@ -23,7 +23,7 @@ func base() *cbv1.CallbackReceiver {
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001,
 			Path:     "/im/callback",
-			Sink:     cbv1.Destination{URI: "http://moderation.chat.svc.cluster.local/events"},
+			Sink:     &cbv1.Destination{URI: "http://moderation.chat.svc.cluster.local/events"},
 		},
 	}
 }

@@ -36,7 +36,7 @@ func newCR(ns, name string) *cbv1.CallbackReceiver {
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001,
 			Path:     "/im/callback",
-			Sink:     cbv1.Destination{Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: sinkName}},
+			Sink:     &cbv1.Destination{Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: sinkName}},
 		},
 	}
 }
@@ -78,7 +78,7 @@ func benchBare(ctx context.Context, o options, cp *controlPlane, res *results) e
 		return fmt.Errorf("dry-run create: %w", err)
 	}
 	resolver := &sink.Resolver{Services: setup, Objects: setup, ClusterDomain: "cluster.local"}
-	sinkURI, err := resolver.Resolve(ctx, bareNamespace, "spec.sink", &tmpl.Spec.Sink)
+	sinkURI, err := resolver.Resolve(ctx, bareNamespace, "spec.sink", tmpl.Spec.Sink)
 	if err != nil {
 		return fmt.Errorf("resolving the sink: %w", err)
 	}

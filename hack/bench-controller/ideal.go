@@ -35,7 +35,7 @@ func idealRun(ctx context.Context, o options, cp *controlPlane, setup client.Cli
 	}
 	resolver := &sink.Resolver{Services: setup, Objects: setup, ClusterDomain: "cluster.local"}
 	probe := newCR(idealNamespace, "probe")
-	sinkURI, err := resolver.Resolve(ctx, idealNamespace, "spec.sink", &probe.Spec.Sink)
+	sinkURI, err := resolver.Resolve(ctx, idealNamespace, "spec.sink", probe.Spec.Sink)
 	if err != nil {
 		return r, err
 	}

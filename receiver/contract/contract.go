@@ -7,7 +7,10 @@
 // link the receiver's data plane to know its contract.
 package contract
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // TokenEnv names the environment variable holding the IM console's callback token. The token
 // never travels as a flag, where it would show in the pod spec and in process listings.
@@ -35,7 +38,30 @@ const (
 	FlagShutdownDelay   = "shutdown-delay"
 	FlagShutdownTimeout = "shutdown-timeout"
 	FlagLogLevel        = "log-level"
+
+	// FlagRoute (repeatable) sends the callbacks of some commands to a sink of their own:
+	// --route=CMD[,CMD...]=URL (see RouteValue).
+	FlagRoute = "route"
+	// FlagDecision (repeatable) answers the before-callbacks of some commands through a
+	// decision service: --decision=CMD[,CMD...]=URL.
+	FlagDecision = "decision"
+	// FlagDecisionTimeout bounds the whole exchange with a decision service.
+	FlagDecisionTimeout = "decision-timeout"
+	// FlagDecisionFailure is the answer when a decision service fails: DecisionAllow or
+	// DecisionReject.
+	FlagDecisionFailure = "decision-failure"
 )
+
+// Values of FlagDecisionFailure.
+const (
+	DecisionAllow  = "allow"
+	DecisionReject = "reject"
+)
+
+// RouteValue is the value of a --route or --decision flag.
+func RouteValue(commands []string, url string) string {
+	return strings.Join(commands, ",") + "=" + url
+}
 
 // Backoff policies, named as in Knative's DeliverySpec.
 const (
@@ -58,6 +84,8 @@ const (
 	DefaultAdminPort       = 9090
 	DefaultShutdownDelay   = 5 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
+	DefaultDecisionTimeout = time.Second
+	DefaultDecisionFailure = DecisionAllow
 )
 
 // Arg renders one flag as the manager writes it into the pod: --name=value.
@@ -86,6 +114,7 @@ const (
 	OutcomeRejected    = "rejected"
 	OutcomeIgnored     = "ignored"
 	OutcomeUnavailable = "unavailable"
+	OutcomeDecided     = "decided"
 )
 
 // Values of LabelResult.
