@@ -88,7 +88,7 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ev := r.newEvent(it)
-		req := &http.Request{Method: http.MethodPost, URL: r.sinkURL, Header: make(http.Header, 12)}
+		req := &http.Request{Method: http.MethodPost, URL: r.defaultRoute.url, Header: make(http.Header, 12)}
 		if err := cehttp.WriteRequest(r.bindingCtx, binding.ToMessage(&ev), req); err != nil {
 			b.Fatal(err)
 		}

@@ -7,7 +7,10 @@
 // link the receiver's data plane to know its contract.
 package contract
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // TokenEnv names the environment variable holding the IM console's callback token. The token
 // never travels as a flag, where it would show in the pod spec and in process listings.
@@ -35,7 +38,31 @@ const (
 	FlagShutdownDelay   = "shutdown-delay"
 	FlagShutdownTimeout = "shutdown-timeout"
 	FlagLogLevel        = "log-level"
+
+	// FlagRoute (repeatable) is CMD[,CMD...]=URL: after-callbacks of those commands go to
+	// URL instead of FlagSink, with the same delivery settings; see RouteValue.
+	FlagRoute = "route"
+	// FlagDecision (repeatable) is CMD[,CMD...]=URL: callbacks of those commands are answered
+	// synchronously by the decision service at URL; see RouteValue.
+	FlagDecision = "decision"
+	// FlagDecisionTimeout bounds the whole exchange with the decision service.
+	FlagDecisionTimeout = "decision-timeout"
+	// FlagDecisionFailure is DecisionFailureAllow or DecisionFailureReject.
+	FlagDecisionFailure = "decision-failure"
 )
+
+// What the receiver answers IM when the decision service fails (times out, is unreachable,
+// answers non-2xx or something that is not a reply).
+const (
+	DecisionFailureAllow  = "allow"  // {"ActionStatus":"OK","ErrorCode":0,...}: IM's own behaviour
+	DecisionFailureReject = "reject" // {"ActionStatus":"FAIL","ErrorCode":1,...}
+)
+
+// RouteValue renders the value of FlagRoute or FlagDecision: the commands, comma-separated,
+// then "=" and the URL. Commands never contain "=" or ","; the URL may.
+func RouteValue(commands []string, url string) string {
+	return strings.Join(commands, ",") + "=" + url
+}
 
 // Backoff policies, named as in Knative's DeliverySpec.
 const (
@@ -58,6 +85,8 @@ const (
 	DefaultAdminPort       = 9090
 	DefaultShutdownDelay   = 5 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
+	DefaultDecisionTimeout = time.Second
+	DefaultDecisionFailure = DecisionFailureAllow
 )
 
 // Arg renders one flag as the manager writes it into the pod: --name=value.
@@ -68,6 +97,9 @@ func Arg(name, value string) string { return "--" + name + "=" + value }
 const (
 	// MetricCallbacks counts callback requests by LabelOutcome; their sum is "received".
 	MetricCallbacks = "imcallback_callbacks_total"
+	// MetricDecisions counts decided callbacks (OutcomeDecided) by LabelResult, one of the
+	// Decision* values.
+	MetricDecisions = "imcallback_decisions_total"
 	// MetricEvents counts accepted callbacks whose delivery ended, by LabelResult.
 	MetricEvents = "imcallback_events_total"
 	// MetricPairs counts the PairList entries of accepted callbacks.
@@ -86,6 +118,9 @@ const (
 	OutcomeRejected    = "rejected"
 	OutcomeIgnored     = "ignored"
 	OutcomeUnavailable = "unavailable"
+	// OutcomeDecided: answered with a decision (the decision service's, or the failure
+	// policy's). Received = accepted + rejected + ignored + unavailable + decided.
+	OutcomeDecided = "decided"
 )
 
 // Values of LabelResult.
@@ -93,4 +128,12 @@ const (
 	ResultDelivered    = "delivered"
 	ResultDeadLettered = "dead_lettered"
 	ResultFailed       = "failed"
+)
+
+// Values of LabelResult in MetricDecisions.
+const (
+	DecisionAllowed        = "allowed"         // the service's answer, ErrorCode 0 (or an empty 2xx)
+	DecisionRejected       = "rejected"        // the service's answer, ErrorCode != 0
+	DecisionFailedAllowed  = "failed_allowed"  // the service failed; allowed by the failure policy
+	DecisionFailedRejected = "failed_rejected" // the service failed; rejected by the failure policy
 )
