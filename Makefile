@@ -135,10 +135,11 @@ DEV_FLAGS ?=
 E2E_FLAGS ?=
 
 .PHONY: dev-tools dev dev-up dev-down test-e2e
-dev-tools: ## Build the local cluster's tools: bin/dev, bin/nodeagent, bin/demosink.
+dev-tools: ## Build the local cluster's tools: bin/dev, bin/nodeagent, bin/demosink, bin/moderator.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/dev ./hack/dev
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/nodeagent ./hack/nodeagent
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/demosink ./hack/demosink
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/moderator ./hack/moderator
 
 dev: build dev-tools control-plane ## Run the operator and config/samples on a local cluster (root); Ctrl-C tears it all down.
 	$(LOCALBIN)/dev run --dir=$(DEV_DIR) --assets="$$(hack/control-plane.sh)" --receiver-image=$(IMG) $(DEV_FLAGS)
