@@ -68,7 +68,9 @@ func TestModerationThroughTheReceiver(t *testing.T) {
 		return w.Body.String()
 	}
 	c2c := func(text string) string { return message("C2C.CallbackBeforeSendMsg", `"To_Account":"Jonh"`, text) }
-	group := func(text string) string { return message("Group.CallbackBeforeSendMsg", `"GroupId":"@TGS#2J4SZEAEL"`, text) }
+	group := func(text string) string {
+		return message("Group.CallbackBeforeSendMsg", `"GroupId":"@TGS#2J4SZEAEL"`, text)
+	}
 
 	const allow = `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`
 	const refuse = `{"ActionStatus":"OK","ErrorCode":120001,"ErrorInfo":"your message was blocked"}`
