@@ -80,6 +80,8 @@ control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, 
 test: verify-generated vet lint control-plane ## Everything: generation check, vet, lint, unit and envtest suites with -race, fuzzing.
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -race -count=1 -timeout 30m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
+	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
+	go test -run='^$$' -fuzz=FuzzAnswerErrorCode -fuzztime=$(FUZZTIME) ./receiver
 
 .PHONY: bench
 bench: build control-plane ## Benchmarks: receiver under load against bare net/http, handler allocations, controller at scale.

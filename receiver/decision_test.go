@@ -1,11 +1,14 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -541,4 +544,42 @@ func TestDecisionClientGone(t *testing.T) {
 	if d := decisionCountsOf(r); d.failures[failureCanceled] != 1 || d.decided != 1 {
 		t.Errorf("counters %+v", d)
 	}
+}
+
+// FuzzAnswerErrorCode: the hand-written check of a decision service's answer agrees with
+// encoding/json: a JSON object with exactly one member named ErrorCode (exactly), whose
+// value is an integer literal, and that integer's zeroness.
+func FuzzAnswerErrorCode(f *testing.F) {
+	for _, s := range []string{answerAllow, answerRefuse, `{"ErrorCode":-0}`, `{"ErrorCode":0.0}`, `{"ErrorCode":1e3}`,
+		`{"ErrorCode":0,"ErrorCode":0}`, `{"errorcode":0}`, `{"Error\u0043ode":7}`, `[{"ErrorCode":0}]`, `{"a":{"ErrorCode":0}}`,
+		` {"ErrorCode" : 120001 } `, `{"ErrorCode":"0"}`, `{}`, ``, `{"ErrorCode":00}`} {
+		f.Add([]byte(s))
+	}
+	integer := regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		zero, ok := answerErrorCode(b)
+		wantOK, wantZero := false, false
+		if json.Valid(b) {
+			dec := json.NewDecoder(bytes.NewReader(b))
+			if tok, _ := dec.Token(); tok == json.Delim('{') {
+				count, raw := 0, ""
+				for dec.More() {
+					key, _ := dec.Token()
+					var v json.RawMessage
+					if err := dec.Decode(&v); err != nil {
+						t.Fatalf("decoding a valid object %q: %v", b, err)
+					}
+					if key == "ErrorCode" {
+						count++
+						raw = strings.TrimSpace(string(v))
+					}
+				}
+				wantOK = count == 1 && integer.MatchString(raw)
+				wantZero = wantOK && strings.TrimPrefix(raw, "-") == "0"
+			}
+		}
+		if ok != wantOK || zero != wantZero {
+			t.Fatalf("answerErrorCode(%q) = zero %v, ok %v; encoding/json says zero %v, ok %v", b, zero, ok, wantZero, wantOK)
+		}
+	})
 }
