@@ -6,7 +6,7 @@
 // changed message), and allows everything else. It answers in CloudEvents binary mode: the
 // event's data is IM's reply, which the receiver relays as is.
 //
-//	moderator --listen=:8080 --ban=spam,scam --rewrite=darn=d**n --refuse-code=120001 --refuse-info="message refused"
+//	moderator --listen=:8080 --ban=spam,scam --rewrite='darn=d**n' --refuse-code=120001 --refuse-info="message refused"
 //
 // GET /healthz answers 200; GET /stats returns the decisions taken so far as JSON.
 package main
