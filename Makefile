@@ -80,6 +80,8 @@ control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, 
 test: verify-generated vet lint control-plane ## Everything: generation check, vet, lint, unit and envtest suites with -race, fuzzing.
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -race -count=1 -timeout 30m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
+	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
+	go test -run='^$$' -fuzz=FuzzAnswerErrorCode -fuzztime=$(FUZZTIME) ./receiver
 
 .PHONY: bench
 bench: build control-plane ## Benchmarks: receiver under load against bare net/http, handler allocations, controller at scale.
@@ -135,10 +137,11 @@ DEV_FLAGS ?=
 E2E_FLAGS ?=
 
 .PHONY: dev-tools dev dev-up dev-down test-e2e
-dev-tools: ## Build the local cluster's tools: bin/dev, bin/nodeagent, bin/demosink.
+dev-tools: ## Build the local cluster's tools: bin/dev, bin/nodeagent, bin/demosink, bin/moderator.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/dev ./hack/dev
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/nodeagent ./hack/nodeagent
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/demosink ./hack/demosink
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/moderator ./hack/moderator
 
 dev: build dev-tools control-plane ## Run the operator and config/samples on a local cluster (root); Ctrl-C tears it all down.
 	$(LOCALBIN)/dev run --dir=$(DEV_DIR) --assets="$$(hack/control-plane.sh)" --receiver-image=$(IMG) $(DEV_FLAGS)

@@ -6,21 +6,28 @@
 #   - latency at half the receiver's peak rate with hack/bench/loadgen (open loop at a fixed
 #     rate, latency from each request's scheduled time, like wrk2; wrk2 is not in Debian);
 #   - peak RSS (VmHWM), CPU time per request / accepted callback (utime+stime from /proc),
-#     and delivered == accepted read from the receiver's /metrics after the drain.
+#     and delivered == accepted read from the receiver's /metrics after the drain;
+#   - in the same receiver process, decisions: C2C.CallbackBeforeSendMsg answered by a local
+#     decision service (the raw sink answering a fixed reply, on the load core), with CPU per
+#     decision next to CPU per accepted-and-delivered callback, and the reply's p99 at half
+#     of the decision peak; then both at one fixed rate (the lower half peak) in alternating
+#     phases, so that neighbours' noise falls on both alike: the CPU ratio to hold to.
 # The receiver runs with signature verification (IM_CALLBACK_TOKEN) and delivery on.
 #
-# Environment: DURATION (default 10s), CONNS (wrk connections, default 32),
-# BENCH_PORT_BASE (default 28100, below the ephemeral range; uses base..base+3).
+# Environment: DURATION (default 10s), PHASE (each alternating phase, default 5s), CONNS (wrk connections, default 32),
+# BENCH_PORT_BASE (default 28100, below the ephemeral range; uses base..base+4).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
+PHASE=${PHASE:-5s}
 CONNS=${CONNS:-32}
 BASE=${BENCH_PORT_BASE:-28100}
 BARE_ADDR=127.0.0.1:$BASE
 RECV_ADDR=127.0.0.1:$((BASE + 1))
 ADMIN_ADDR=127.0.0.1:$((BASE + 2))
 SINK_ADDR=127.0.0.1:$((BASE + 3))
+DECIDE_ADDR=127.0.0.1:$((BASE + 4))
 SERVER_CPU=0
 LOAD_CPU=1
 
@@ -62,6 +69,14 @@ wrk.method = "POST"
 wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
 EOF
+DEC_BODY='{"CallbackCommand":"C2C.CallbackBeforeSendMsg","From_Account":"jared","To_Account":"Jonh","MsgSeq":48374,"MsgRandom":2837546,"MsgTime":1557481126,"MsgKey":"48374_2837546_1557481126","OnlineOnlyFlag":1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"red packet"}}],"CloudCustomData":"your cloud custom data"}'
+DEC_QUERY="SdkAppid=1400000001&CallbackCommand=C2C.CallbackBeforeSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=$RT&Sign=$SIGN"
+DEC_ANSWER='{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}'
+cat >"$WORK/decide.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '$DEC_BODY'
+wrk.headers["Content-Type"] = "application/json"
+EOF
 
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -78,10 +93,10 @@ wait_http() { # url
 metric() { # name{labels} -> value
 	curl -s "http://$ADMIN_ADDR/metrics" | awk -v m="$1" '$1 == m {print $2}'
 }
-# run_wrk url -> prints "rps p50 p99 requests non2xx"
+# run_wrk url [script] -> prints "rps p50 p99 requests non2xx"
 run_wrk() {
 	local out
-	out=$(taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/post.lua" "$1")
+	out=$(taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d"$DURATION" --latency -s "${2:-$WORK/post.lua}" "$1")
 	echo "$out" >"$WORK/wrk.last"
 	local rps p50 p99 reqs non2xx
 	rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -91,11 +106,25 @@ run_wrk() {
 	non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
 	echo "$rps $p50 $p99 $reqs ${non2xx:-0}"
 }
-# run_loadgen url rate -> prints the loadgen summary line with p99
+# run_loadgen url rate [body] -> prints the loadgen summary line with p99
 run_loadgen() {
-	taskset -c $LOAD_CPU bin/bench-loadgen -url "$1" -body "$BODY" -rate "$2" -duration "$DURATION" -conns "$CONNS"
+	taskset -c $LOAD_CPU bin/bench-loadgen -url "$1" -body "${3:-$BODY}" -rate "$2" -duration "$DURATION" -conns "$CONNS"
 }
-warm() { taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d2s -s "$WORK/post.lua" "$1" >/dev/null; }
+# within_5ms outcome -> "answered-within-5ms total" so far, from the receiver's own request
+# histogram (its handler's time: free of the load generator's scheduling on the busy core).
+within_5ms() {
+	curl -s "http://$ADMIN_ADDR/metrics" | awk -v o="$1" '
+		index($1, "imcallback_request_duration_seconds_bucket{") == 1 && index($1, "le=\"0.005\"") && index($1, "outcome=\"" o "\"") {w = $2}
+		index($1, "imcallback_request_duration_seconds_count{") == 1 && index($1, "outcome=\"" o "\"") {n = $2}
+		END {printf "%d %d", w, n}'
+}
+# within_5ms_since outcome "w0 n0" -> percentage answered within 5 ms since then
+within_5ms_since() {
+	local w1 n1
+	read -r w1 n1 < <(within_5ms "$1")
+	echo "$2" | awk -v w1="$w1" -v n1="$n1" '{printf "%.2f%%", (n1 - $2 > 0) ? 100 * (w1 - $1) / (n1 - $2) : 0}'
+}
+warm() { taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d2s -s "${2:-$WORK/post.lua}" "$1" >/dev/null; }
 
 echo "== bare net/http (ceiling) on core $SERVER_CPU, wrk -c$CONNS on core $LOAD_CPU, $DURATION" >&2
 taskset -c $SERVER_CPU bin/bench-bare -listen "$BARE_ADDR" 2>"$WORK/bare.log" &
@@ -117,13 +146,18 @@ echo "== receiver (verification + delivery) on core $SERVER_CPU, sink + wrk on c
 taskset -c $LOAD_CPU bin/bench-sink -raw -listen "$SINK_ADDR" 2>"$WORK/sink.log" &
 SINK_PID=$!
 PIDS+=("$SINK_PID")
+taskset -c $LOAD_CPU bin/bench-sink -raw -listen "$DECIDE_ADDR" -answer "$DEC_ANSWER" 2>"$WORK/decide.log" &
+DECIDE_PID=$!
+PIDS+=("$DECIDE_PID")
 IM_CALLBACK_TOKEN=$TOKEN taskset -c $SERVER_CPU bin/receiver --sdkappid 1400000001 --path /im/callback \
-	--sink "http://$SINK_ADDR/" --listen "$RECV_ADDR" --admin-listen "$ADMIN_ADDR" \
+	--sink "http://$SINK_ADDR/" --decision "C2C.CallbackBeforeSendMsg=http://$DECIDE_ADDR/" \
+	--listen "$RECV_ADDR" --admin-listen "$ADMIN_ADDR" \
 	--max-clock-skew 1h --shutdown-delay 0s --log-level warn 2>"$WORK/receiver.log" &
 RECV_PID=$!
 PIDS+=("$RECV_PID")
 wait_http "http://$ADMIN_ADDR/readyz"
 wait_http "http://$SINK_ADDR/count"
+wait_http "http://$DECIDE_ADDR/count"
 RECV_URL="http://$RECV_ADDR/im/callback?$QUERY"
 warm "$RECV_URL"
 drain() {
@@ -150,7 +184,54 @@ t1=$(cpu_ticks $RECV_PID)
 RECV_ACCEPTED=$(awk -v a="$ACC1" -v b="$ACC0" 'BEGIN {printf "%d", a - b}')
 RECV_CPU_US=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$RECV_ACCEPTED" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 RECV_HALF=$(awk -v r="$RECV_RPS" 'BEGIN {printf "%d", r / 2}')
+H0=$(within_5ms accepted)
 RECV_HALF_OUT=$(run_loadgen "$RECV_URL" "$RECV_HALF")
+RECV_WITHIN=$(within_5ms_since accepted "$H0")
+read -r ACC2 DEL2 DL2 FL2 < <(drain)
+
+echo "== decisions: C2C.CallbackBeforeSendMsg answered by a local decision service (core $LOAD_CPU)" >&2
+DEC_URL="http://$RECV_ADDR/im/callback?$DEC_QUERY"
+warm "$DEC_URL" "$WORK/decide.lua"
+DEC0=$(metric 'imcallback_callbacks_total{outcome="decided"}')
+t0=$(cpu_ticks $RECV_PID)
+read -r DEC_RPS DEC_P50 DEC_P99 _ DEC_NON2XX < <(run_wrk "$DEC_URL" "$WORK/decide.lua")
+t1=$(cpu_ticks $RECV_PID)
+DEC1=$(metric 'imcallback_callbacks_total{outcome="decided"}')
+DECIDED=$(awk -v a="$DEC1" -v b="$DEC0" 'BEGIN {printf "%d", a - b}')
+DEC_CPU_US=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$DECIDED" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+DEC_HALF=$(awk -v r="$DEC_RPS" 'BEGIN {printf "%d", r / 2}')
+H0=$(within_5ms decided)
+DEC_HALF_OUT=$(run_loadgen "$DEC_URL" "$DEC_HALF" "$DEC_BODY")
+DEC_WITHIN=$(within_5ms_since decided "$H0")
+DEC_RELAYED=$(metric 'imcallback_decisions_total{result="allowed"}')
+DEC_FAILED=$(awk -v a="$(metric 'imcallback_decisions_total{result="failed_allowed"}')" -v b="$(metric 'imcallback_decisions_total{result="failed_rejected"}')" 'BEGIN {printf "%d", a + b}')
+DEC_REASONS=$(curl -s "http://$ADMIN_ADDR/metrics" | awk -F'[{}"]' '/^imcallback_decision_failures_total/ && $NF + 0 > 0 {printf "%s%s %d", sep, $3, $NF; sep = ", "}')
+
+# Both kinds at one rate, alternating, two rounds: CPU per accepted-and-delivered callback
+# (until delivered) and per decision.
+SAME_RATE=$(awk -v a="$RECV_HALF" -v b="$DEC_HALF" 'BEGIN {printf "%d", (a < b ? a : b)}')
+echo "== accepted and decided alternately at $SAME_RATE/s, ${PHASE} phases, 2 rounds" >&2
+SAME_ACC_T=0 SAME_ACC_N=0 SAME_DEC_T=0 SAME_DEC_N=0
+for _ in 1 2; do
+	read -r a0 _ < <(drain)
+	t0=$(cpu_ticks $RECV_PID)
+	taskset -c $LOAD_CPU bin/bench-loadgen -url "$RECV_URL" -body "$BODY" -rate "$SAME_RATE" -duration "$PHASE" -conns "$CONNS" >/dev/null
+	read -r a1 _ < <(drain)
+	t1=$(cpu_ticks $RECV_PID)
+	SAME_ACC_T=$((SAME_ACC_T + t1 - t0))
+	SAME_ACC_N=$(awk -v n="$SAME_ACC_N" -v a="$a1" -v b="$a0" 'BEGIN {printf "%d", n + a - b}')
+	d0=$(metric 'imcallback_callbacks_total{outcome="decided"}')
+	t0=$(cpu_ticks $RECV_PID)
+	taskset -c $LOAD_CPU bin/bench-loadgen -url "$DEC_URL" -body "$DEC_BODY" -rate "$SAME_RATE" -duration "$PHASE" -conns "$CONNS" >/dev/null
+	t1=$(cpu_ticks $RECV_PID)
+	d1=$(metric 'imcallback_callbacks_total{outcome="decided"}')
+	SAME_DEC_T=$((SAME_DEC_T + t1 - t0))
+	SAME_DEC_N=$(awk -v n="$SAME_DEC_N" -v a="$d1" -v b="$d0" 'BEGIN {printf "%d", n + a - b}')
+done
+SAME_ACC_US=$(awk -v t="$SAME_ACC_T" -v hz="$CLK_TCK" -v n="$SAME_ACC_N" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+SAME_DEC_US=$(awk -v t="$SAME_DEC_T" -v hz="$CLK_TCK" -v n="$SAME_DEC_N" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+# The service's own time: the same exchange without the receiver, from the load core.
+SVC_OUT=$(taskset -c $LOAD_CPU bin/bench-loadgen -url "http://$DECIDE_ADDR/" -body "$DEC_BODY" -rate "$DEC_HALF" -duration 3s -conns "$CONNS")
 read -r ACC2 DEL2 DL2 FL2 < <(drain)
 RECV_RSS=$(peak_rss_kib $RECV_PID)
 SINK_COUNT=$(curl -s "http://$SINK_ADDR/count")
@@ -173,25 +254,36 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 echo
 echo "receiver benchmark: server on core $SERVER_CPU, load (+ sink) on core $LOAD_CPU, wrk -t1 -c$CONNS -d$DURATION, loopback"
-printf '%-28s %14s %14s\n' "" "bare net/http" "receiver"
-printf '%-28s %14s %14s\n' "requests/s (wrk, peak)" "$BARE_RPS" "$RECV_RPS"
-printf '%-28s %14s %14s\n' "latency p50 at peak" "$BARE_P50" "$RECV_P50"
-printf '%-28s %14s %14s\n' "latency p99 at peak" "$BARE_P99" "$RECV_P99"
-printf '%-28s %14s %14s\n' "half-peak rate (loadgen)" "$(half_rate "$BARE_HALF_OUT")/s" "$(half_rate "$RECV_HALF_OUT")/s"
-printf '%-28s %14s %14s\n' "latency p50 at half peak" "$(half_p "$BARE_HALF_OUT" p50)" "$(half_p "$RECV_HALF_OUT" p50)"
-printf '%-28s %14s %14s\n' "latency p99 at half peak" "$(half_p "$BARE_HALF_OUT" p99)" "$(half_p "$RECV_HALF_OUT" p99)"
-printf '%-28s %14s %14s\n' "peak RSS (VmHWM)" "$(mib "$BARE_RSS") MiB" "$(mib "$RECV_RSS") MiB"
-printf '%-28s %14s %14s\n' "CPU per request/callback" "$BARE_CPU_US us" "$RECV_CPU_US us"
+printf '%-28s %14s %14s %14s\n' "" "bare net/http" "receiver" "decision"
+printf '%-28s %14s %14s %14s\n' "requests/s (wrk, peak)" "$BARE_RPS" "$RECV_RPS" "$DEC_RPS"
+printf '%-28s %14s %14s %14s\n' "latency p50 at peak" "$BARE_P50" "$RECV_P50" "$DEC_P50"
+printf '%-28s %14s %14s %14s\n' "latency p99 at peak" "$BARE_P99" "$RECV_P99" "$DEC_P99"
+printf '%-28s %14s %14s %14s\n' "half-peak rate (loadgen)" "$(half_rate "$BARE_HALF_OUT")/s" "$(half_rate "$RECV_HALF_OUT")/s" "$(half_rate "$DEC_HALF_OUT")/s"
+printf '%-28s %14s %14s %14s\n' "latency p50 at half peak" "$(half_p "$BARE_HALF_OUT" p50)" "$(half_p "$RECV_HALF_OUT" p50)" "$(half_p "$DEC_HALF_OUT" p50)"
+printf '%-28s %14s %14s %14s\n' "latency p99 at half peak" "$(half_p "$BARE_HALF_OUT" p99)" "$(half_p "$RECV_HALF_OUT" p99)" "$(half_p "$DEC_HALF_OUT" p99)"
+printf '%-28s %14s %14s %14s\n' "in-receiver <= 5 ms, half" "-" "$RECV_WITHIN" "$DEC_WITHIN"
+printf '%-28s %14s %14s %14s\n' "peak RSS (VmHWM)" "$(mib "$BARE_RSS") MiB" "$(mib "$RECV_RSS") MiB" "(same process)"
+printf '%-28s %14s %14s %14s\n' "CPU per request/callback" "$BARE_CPU_US us" "$RECV_CPU_US us" "$DEC_CPU_US us"
+echo "in-receiver <= 5 ms: share of requests at half peak the receiver answered within 5 ms by its own clock (request histogram; a decision's includes its exchange): its p99 is under 5 ms when this is >= 99%"
 echo "ratio receiver/bare (requests/s): $(awk -v a="$RECV_RPS" -v b="$BARE_RPS" 'BEGIN {printf "%.2f", a / b}')"
 # On a shared machine other processes steal core 0 from either run; CPU time per request is
 # much less sensitive to that than requests/s.
 echo "ratio by CPU per request (bare / receiver, robust to noisy neighbours): $(awk -v a="$BARE_CPU_US" -v b="$RECV_CPU_US" 'BEGIN {printf "%.2f", a / b}')"
+echo "decision: CPU per decision / per accepted-and-delivered callback, at one rate ($SAME_RATE/s, alternating): $SAME_DEC_US us / $SAME_ACC_US us = $(awk -v a="$SAME_DEC_US" -v b="$SAME_ACC_US" 'BEGIN {printf "%.2f", a / b}') (target <= 1.5)"
+echo "decision: the same ratio at each one's peak (wrk, one phase each, more exposed to neighbours): $(awk -v a="$DEC_CPU_US" -v b="$RECV_CPU_US" 'BEGIN {printf "%.2f", a / b}')"
+echo "decision: the service alone at that rate, without the receiver: $(echo "$SVC_OUT" | sed -n 2p) (target: the decision's p99 under 5 ms plus this)"
+echo "decision: $DECIDED decided during wrk; $DEC_RELAYED answers relayed in all; $DEC_FAILED failed exchanges, answered by the failure policy (${DEC_REASONS:-none}; "canceled" are requests wrk drops when it stops)"
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads below 1)"
 echo "receiver counts after drain: accepted $ACC2, delivered $DEL2, dead-lettered $DL2, failed $FL2, unavailable $UNAVAILABLE, rejected $REJECTED; sink received $SINK_COUNT; exit status $RECV_EXIT"
 echo "loadgen at half peak: bare: $(echo "$BARE_HALF_OUT" | head -1)"
 echo "                      receiver: $(echo "$RECV_HALF_OUT" | head -1)"
+echo "                      decision: $(echo "$DEC_HALF_OUT" | head -1)"
 if [ "${RECV_NON2XX:-0}" != 0 ]; then
 	echo "note: wrk saw $RECV_NON2XX non-2xx replies from the receiver"
+fi
+if [ "${DEC_NON2XX:-0}" != 0 ]; then
+	echo "DECISIONS ANSWERED NON-200: $DEC_NON2XX (a decision is always answered 200)" >&2
+	exit 1
 fi
 if [ "$DEL2" = "$ACC2" ] && [ "$FL2" = 0 ] && [ "$RECV_EXIT" = 0 ]; then
 	echo "zero loss: delivered == accepted"

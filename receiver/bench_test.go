@@ -1,18 +1,22 @@
 package receiver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // benchWriter is a ResponseWriter that costs nothing, so the handler's own allocations show.
@@ -88,7 +92,7 @@ func BenchmarkEncodeEvent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ev := r.newEvent(it)
-		req := &http.Request{Method: http.MethodPost, URL: r.sinkURL, Header: make(http.Header, 12)}
+		req := &http.Request{Method: http.MethodPost, URL: r.defaultRoute.url, Header: make(http.Header, 12)}
 		if err := cehttp.WriteRequest(r.bindingCtx, binding.ToMessage(&ev), req); err != nil {
 			b.Fatal(err)
 		}
@@ -135,5 +139,108 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 	if delivered.Load() != accepted {
 		b.Fatalf("delivered %d of %d accepted", delivered.Load(), accepted)
+	}
+}
+
+// rawResponder is a minimal keep-alive HTTP/1.1 server answering every request with one
+// fixed response, allocation-free per request, so that a benchmark in the same process
+// counts the receiver's allocations, not the peer's.
+func rawResponder(b *testing.B, response string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte(response)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReaderSize(c, 16<<10)
+				for {
+					length := 0
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+						if n, ok := contentLength(line); ok {
+							length = n
+						}
+					}
+					if _, err := br.Discard(length); err != nil {
+						return
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// contentLength parses a Content-Length header line without allocating.
+func contentLength(line []byte) (int, bool) {
+	const name = "content-length:"
+	if len(line) <= len(name) || !bytes.EqualFold(line[:len(name)], []byte(name)) {
+		return 0, false
+	}
+	n := 0
+	for _, c := range line[len(name):] {
+		if c >= '0' && c <= '9' {
+			n = n*10 + int(c-'0')
+		}
+	}
+	return n, true
+}
+
+var rawAnswerRefuse = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+	strconv.Itoa(len(answerRefuse)) + "\r\n\r\n" + answerRefuse
+
+// BenchmarkDecision is a whole decision through the handler: checks, the CloudEvent to a
+// decision service over loopback (kept alive), its answer checked and relayed. Compare with
+// BenchmarkHandlerAccepted + BenchmarkDeliver, an accepted-and-delivered callback.
+func BenchmarkDecision(b *testing.B) {
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Decisions = []Decision{{Commands: []string{CmdC2CBeforeSendMsg}, URL: rawResponder(b, rawAnswerRefuse)}}
+	r := newReceiver(b, cfg)
+	h := r.Handler()
+	req, rb := benchRequest(signedQuery(CmdC2CBeforeSendMsg), c2cBeforeBody)
+	w := &benchWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(c2cBeforeBody)))
+	for b.Loop() {
+		rb.Reset([]byte(c2cBeforeBody))
+		clear(w.h)
+		w.code = 200
+		h.ServeHTTP(w, req)
+	}
+	if w.code != 200 || testutil.ToFloat64(r.metrics.decisions[decisionRejected]) == 0 || testutil.ToFloat64(r.metrics.decisions[decisionFailedAllowed]) != 0 {
+		b.Fatalf("status %d, decisions not relayed", w.code)
+	}
+}
+
+// BenchmarkDeliver is one delivery of an accepted callback: the CloudEvent built, sent to a
+// sink over loopback (kept alive) and its 202 read: what a worker does per event.
+func BenchmarkDeliver(b *testing.B) {
+	s := rawResponder(b, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+	r := newReceiver(b, testConfig(s))
+	it := &item{received: exampleNow, sdkAppID: "1400000001", command: CmdBlackListDelete, clientIP: "127.0.0.1",
+		optPlatform: "RESTAPI", hasClientIP: true, hasOptPlatform: true, body: []byte(blackListDeleteBody)}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.deliver(context.Background(), it)
+	}
+	if testutil.ToFloat64(r.metrics.failed) != 0 {
+		b.Fatal("deliveries failed")
 	}
 }

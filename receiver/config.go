@@ -50,13 +50,27 @@ type Config struct {
 	SdkAppID uint64
 	// Path is the absolute URL path callbacks are POSTed to; any other path gets 404.
 	Path string
-	// Commands are the CallbackCommands forwarded to the sink; others are answered OK and
-	// counted "ignored". Empty means [DefaultCommand].
+	// Commands are the CallbackCommands forwarded to Sink (the default route); commands
+	// that no route or decision names either are answered OK and counted "ignored". Empty
+	// means the default: [DefaultCommand] unless a Route or Decision names it, and nothing
+	// without a Sink. A command given here may not also be in a Route or Decision.
 	Commands []string
 
-	// Sink is the absolute http(s) URL events are sent to; DeadLetterSink (optional) gets the
-	// events the sink did not take after the last attempt.
+	// Sink is the absolute http(s) URL events of Commands are sent to. It is required unless
+	// Routes or Decisions are given and Commands is empty. DeadLetterSink (optional) gets the
+	// events a sink (Sink or a Route's) did not take after the last attempt.
 	Sink, DeadLetterSink string
+	// Routes deliver the after-callbacks of their commands to their own sink, with the same
+	// delivery settings as Sink.
+	Routes []Route
+	// Decisions answer the callbacks of their commands synchronously with a decision service.
+	Decisions []Decision
+	// DecisionTimeout bounds the whole exchange with a decision service; zero means
+	// DefaultDecisionTimeout. Keep it well inside IM's 2 seconds.
+	DecisionTimeout time.Duration
+	// DecisionFailure is IM's answer when the decision service fails: DecisionFailureAllow
+	// (the default, also for "") or DecisionFailureReject.
+	DecisionFailure string
 	// Retry is the number of retries after the first attempt.
 	Retry int
 	// BackoffPolicy is BackoffExponential or BackoffLinear; empty means exponential.
@@ -93,10 +107,10 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config holding the defaults of every flag; SdkAppID, Path and Sink
-// are still to be set.
+// are still to be set. Commands is left empty: the default route's commands depend on the
+// routes and decisions (see Config.Commands).
 func DefaultConfig() Config {
 	return Config{
-		Commands:        []string{DefaultCommand},
 		Retry:           DefaultRetry,
 		BackoffPolicy:   DefaultBackoffPolicy,
 		BackoffDelay:    DefaultBackoffDelay,
@@ -110,14 +124,16 @@ func DefaultConfig() Config {
 		AdminListen:     DefaultAdminListen,
 		ShutdownDelay:   DefaultShutdownDelay,
 		ShutdownTimeout: DefaultShutdownTimeout,
+		DecisionTimeout: DefaultDecisionTimeout,
+		DecisionFailure: DefaultDecisionFailure,
 	}
 }
 
 // withDefaults returns a copy of c whose meaningless zero values are replaced by defaults.
 func (c Config) withDefaults() Config {
-	if len(c.Commands) == 0 {
-		c.Commands = []string{DefaultCommand}
-	}
+	c.Commands = c.defaultRouteCommands()
+	orDefault(&c.DecisionTimeout, DefaultDecisionTimeout)
+	orDefault(&c.DecisionFailure, DefaultDecisionFailure)
 	orDefault(&c.BackoffPolicy, DefaultBackoffPolicy)
 	orDefault(&c.DeliveryTimeout, DefaultDeliveryTimeout)
 	orDefault(&c.MaxRetryAfter, DefaultMaxRetryAfter)
@@ -162,19 +178,8 @@ func (c *Config) Validate() error {
 	case strings.ContainsAny(c.Path, "?#"):
 		add("path %q must not contain a query or fragment", c.Path)
 	}
-	seen := map[string]bool{}
-	for _, cmd := range c.Commands {
-		switch {
-		case cmd == "" || strings.TrimSpace(cmd) != cmd:
-			add("commands: %q is not a command name (no empty names or surrounding spaces)", cmd)
-		case !validHeaderValue(cmd):
-			add("commands: %q contains control characters", cmd)
-		case seen[cmd]:
-			add("commands: %q is listed twice", cmd)
-		}
-		seen[cmd] = true
-	}
-	if err := checkSinkURL("sink", c.Sink, true); err != nil {
+	c.validateRouting(add)
+	if err := checkSinkURL("sink", c.Sink, false); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if err := checkSinkURL("dead-letter-sink", c.DeadLetterSink, false); err != nil {

@@ -102,9 +102,15 @@ func (r *Receiver) worker(ctx context.Context) {
 // ctx is cancelled only when the shutdown timeout runs out.
 func (r *Receiver) deliver(ctx context.Context, it *item) {
 	ev := r.newEvent(it)
-	attempts, why := r.send(ctx, r.sinkURL, &ev, r.metrics.attemptSink)
+	rt := r.targetOf(it.command)
+	if rt == nil { // only an event replayed under flags that no longer route its command
+		r.fail(&ev, it, "no route for "+it.command+" under the current flags")
+		return
+	}
+	attempts, why := r.send(ctx, rt.url, &ev, r.metrics.attemptSink)
 	if why == "" {
 		r.metrics.delivered.Inc()
+		rt.delivered.Inc()
 		r.metrics.deliveryDelivered.Observe(time.Since(it.received).Seconds())
 		return
 	}
@@ -114,14 +120,17 @@ func (r *Receiver) deliver(ctx context.Context, it *item) {
 		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS)
 		if dlWhy == "" {
 			r.metrics.deadLettered.Inc()
+			rt.deadLettered.Inc()
 			r.metrics.deliveryDeadLettered.Observe(time.Since(it.received).Seconds())
 			r.log.Warn("event dead-lettered", slog.String("id", ev.ID()), slog.String("type", ev.Type()),
 				slog.String("reason", why), slog.Int("attempts", attempts))
 			return
 		}
+		rt.failed.Inc()
 		r.fail(&ev, it, fmt.Sprintf("sink: %s after %d attempt(s); dead-letter sink: %s after %d attempt(s)", why, attempts, dlWhy, dlAttempts))
 		return
 	}
+	rt.failed.Inc()
 	r.fail(&ev, it, fmt.Sprintf("%s after %d attempt(s)", why, attempts))
 }
 

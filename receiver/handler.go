@@ -23,7 +23,8 @@ var contentTypeJSON = []string{"application/json"}
 
 // serveCallback runs the checks in this order, the first that fails deciding the reply: path,
 // method, declared size, query parameters, SdkAppid, signature, body, command selection,
-// typed payload checks, room in the queue.
+// typed payload checks; then a decided command is answered by its decision service, and a
+// forwarded one needs room in the queue.
 func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 
@@ -90,15 +91,25 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, be.reason, be.body})
 		return
 	}
-	if !r.selected(p.command) {
+	handled := r.routeOf(p.command)
+	if handled == nil {
 		r.metrics.ignored.Inc()
 		writeReply(w, http.StatusOK, bodyOK)
 		r.metrics.requestIgnored.Observe(time.Since(start).Seconds())
 		return
 	}
 	pairs, be := checkSns(body, p.command, &top)
+	if be == nil {
+		be = checkTyped(body, p.command)
+	}
 	if be != nil {
 		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, be.reason, be.body})
+		return
+	}
+
+	// Decided commands are answered by their decision service (decision.go): no queue.
+	if handled.decision != nil {
+		r.decide(w, req, start, handled.decision, &p, received, body)
 		return
 	}
 
@@ -154,15 +165,6 @@ func (r *Receiver) logUnavailable(req *http.Request, body []byte) {
 	r.log.LogAttrs(context.WithoutCancel(req.Context()), slog.LevelWarn, "callback refused: receiver unavailable",
 		slog.String("info", errorInfo(body)), slog.String("remote", req.RemoteAddr),
 		slog.Int("queueSize", cap(r.queue)), slog.Int64("notLoggedSinceLastLine", r.unavailableNotLogged.Swap(0)))
-}
-
-func (r *Receiver) selected(command string) bool {
-	for _, c := range r.cfg.Commands {
-		if c == command {
-			return true
-		}
-	}
-	return false
 }
 
 // refuse answers a rejected request, counts it by reason and logs one line for it. The Sign

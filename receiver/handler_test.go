@@ -435,7 +435,7 @@ func TestSignExample(t *testing.T) {
 func TestHandlerLatencyObserved(t *testing.T) {
 	r := newReceiver(t, testConfig("http://127.0.0.1:1"))
 	r.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, testPath+"?"+signedQuery(CmdBlackListDelete), bytes.NewReader([]byte(blackListDeleteBody))))
-	if n := testutil.CollectAndCount(r.metrics.registry, "imcallback_request_duration_seconds"); n != 4 {
-		t.Errorf("request histogram has %d series, want one per outcome (4)", n)
+	if n := testutil.CollectAndCount(r.metrics.registry, "imcallback_request_duration_seconds"); n != 5 {
+		t.Errorf("request histogram has %d series, want one per outcome (5)", n)
 	}
 }

@@ -235,6 +235,8 @@ type sink struct {
 
 type sinkRequest struct {
 	at     time.Time
+	path   string
+	remote string
 	header http.Header
 	body   []byte
 }
@@ -245,7 +247,7 @@ func newSink(t *testing.T, respond func(n int, w http.ResponseWriter, r *http.Re
 		body, _ := io.ReadAll(r.Body)
 		s.mu.Lock()
 		n := len(s.requests)
-		s.requests = append(s.requests, sinkRequest{time.Now(), r.Header.Clone(), body})
+		s.requests = append(s.requests, sinkRequest{time.Now(), r.URL.Path, r.RemoteAddr, r.Header.Clone(), body})
 		s.mu.Unlock()
 		if s.respond != nil {
 			s.respond(n, w, r)

@@ -15,6 +15,7 @@ const (
 	OutcomeRejected    = contract.OutcomeRejected
 	OutcomeIgnored     = contract.OutcomeIgnored
 	OutcomeUnavailable = contract.OutcomeUnavailable
+	OutcomeDecided     = contract.OutcomeDecided
 
 	ResultDelivered    = contract.ResultDelivered
 	ResultDeadLettered = contract.ResultDeadLettered
@@ -27,6 +28,7 @@ type metrics struct {
 	registry *prometheus.Registry
 
 	accepted, rejected, ignored, unavailable prometheus.Counter
+	decided                                  prometheus.Counter
 	reasons                                  [numReasons]prometheus.Counter
 	delivered, deadLettered, failed          prometheus.Counter
 	retries, pairs                           prometheus.Counter
@@ -37,6 +39,19 @@ type metrics struct {
 	deliveryDeadLettered             prometheus.Observer
 	deliveryFailed                   prometheus.Observer
 	attemptSink, attemptDLS          prometheus.Observer
+
+	requestDecided   prometheus.Observer
+	decisions        [numDecisionResults]prometheus.Counter
+	decisionDuration [numDecisionResults]prometheus.Observer
+	decisionFailures [numDecisionFailures]prometheus.Counter
+	routeEvents      *prometheus.CounterVec
+}
+
+// routeCounters returns the imcallback_route_events_total counters of one sink.
+func (m *metrics) routeCounters(sink string) (delivered, deadLettered, failed prometheus.Counter) {
+	return m.routeEvents.WithLabelValues(sink, ResultDelivered),
+		m.routeEvents.WithLabelValues(sink, ResultDeadLettered),
+		m.routeEvents.WithLabelValues(sink, ResultFailed)
 }
 
 func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() float64) *metrics {
@@ -51,6 +66,32 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m.rejected = callbacks.WithLabelValues(OutcomeRejected)
 	m.ignored = callbacks.WithLabelValues(OutcomeIgnored)
 	m.unavailable = callbacks.WithLabelValues(OutcomeUnavailable)
+	m.decided = callbacks.WithLabelValues(OutcomeDecided)
+
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: contract.MetricDecisions,
+		Help: "Decided callbacks by result: allowed or rejected (ErrorCode != 0) by the decision service, or, when it failed, failed_allowed or failed_rejected by the failure policy.",
+	}, []string{contract.LabelResult})
+	decisionDuration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "imcallback_decision_duration_seconds",
+		Help:    "Time of the exchange with the decision service (sending the event, reading its answer), by result.",
+		Buckets: []float64{.00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 1.5, 2},
+	}, []string{contract.LabelResult})
+	for i := range m.decisions {
+		m.decisions[i] = decisions.WithLabelValues(decisionResultNames[i])
+		m.decisionDuration[i] = decisionDuration.WithLabelValues(decisionResultNames[i])
+	}
+	decisionFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcallback_decision_failures_total",
+		Help: "Failed exchanges with the decision service, by reason (answered by the failure policy).",
+	}, []string{"reason"})
+	for i := failureTimeout; i < numDecisionFailures; i++ {
+		m.decisionFailures[i] = decisionFailures.WithLabelValues(decisionFailureNames[i])
+	}
+	m.routeEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcallback_route_events_total",
+		Help: "Accepted callbacks whose delivery ended, by sink (one series per configured sink: --sink and each --route's) and result.",
+	}, []string{"sink", contract.LabelResult})
 
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcallback_rejected_total",
@@ -86,6 +127,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m.requestRejected = requests.WithLabelValues(OutcomeRejected)
 	m.requestIgnored = requests.WithLabelValues(OutcomeIgnored)
 	m.requestUnavail = requests.WithLabelValues(OutcomeUnavailable)
+	m.requestDecided = requests.WithLabelValues(OutcomeDecided)
 
 	delivery := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcallback_delivery_duration_seconds",
@@ -111,6 +153,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	info.WithLabelValues(incarnation, version.Version).Set(1)
 
 	reg.MustRegister(callbacks, rejected, events, m.retries, m.pairs, requests, delivery, attempts, info,
+		decisions, decisionDuration, decisionFailures, m.routeEvents,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "imcallback_queue_depth",
 			Help: "Accepted callbacks waiting for a delivery worker.",

@@ -41,9 +41,11 @@ type Receiver struct {
 	eventTypes  map[string]string // CloudEvent type per selected command
 	incarnation string
 
-	sinkURL, dlsURL *url.URL
-	transport       *http.Transport
-	bindingCtx      context.Context // tells the SDK to encode in binary mode
+	routing       // where each command goes (route.go)
+	decisionState // decision services (decision.go)
+	dlsURL        *url.URL
+	transport     *http.Transport
+	bindingCtx    context.Context // tells the SDK to encode in binary mode
 
 	queue    chan *item
 	drainMu  sync.RWMutex // held for reading while enqueueing, for writing to start the drain
@@ -94,14 +96,7 @@ func New(cfg Config) (*Receiver, error) {
 		finalScrape:  make(chan struct{}),
 	}
 	r.sourceRef = types.URIRef{URL: url.URL{Path: "/tencentcloud/im/" + r.sdkAppID}}
-	r.eventTypes = make(map[string]string, len(cfg.Commands))
-	for _, c := range cfg.Commands {
-		r.eventTypes[c] = EventTypePrefix + c
-	}
 	var err error
-	if r.sinkURL, err = url.Parse(cfg.Sink); err != nil {
-		return nil, err
-	}
 	if cfg.DeadLetterSink != "" {
 		if r.dlsURL, err = url.Parse(cfg.DeadLetterSink); err != nil {
 			return nil, err
@@ -118,6 +113,9 @@ func New(cfg Config) (*Receiver, error) {
 		func() float64 { return float64(cap(r.queue)) },
 		func() float64 { return float64(r.inFlight.Load()) },
 	)
+	if err := r.setUpRouting(); err != nil {
+		return nil, err
+	}
 	r.handler = http.HandlerFunc(r.serveCallback)
 	r.admin = r.newAdminHandler()
 	return r, nil
@@ -179,9 +177,10 @@ func (r *Receiver) Run(ctx context.Context) error {
 // until ctx is cancelled. Then it shuts down, within ShutdownTimeout:
 //  1. /readyz fails at once and keep-alives stop, while callbacks are still accepted for
 //     ShutdownDelay (the time Kubernetes takes to stop routing to this pod);
-//  2. then selected commands get 503 and the queue drains;
-//  3. if /metrics was ever scraped, Serve waits for one more scrape after the drain, so the
-//     final counters are read;
+//  2. then forwarded commands get 503 and the queue drains; decided commands are still
+//     answered (they need no queue), until the callback port closes after the drain;
+//  3. if /metrics was ever scraped, Serve waits for one more scrape after the drain and the
+//     close, so the final counters are read;
 //  4. it returns nil when every accepted event was delivered or dead-lettered, else an error
 //     (each undelivered event has been logged whole).
 //
@@ -287,6 +286,15 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 		<-done
 	}
 	timer.Stop()
+
+	// Close the callback server before the counters are final: requests in progress (above
+	// all decisions, which need no queue and are answered through the delay and the drain,
+	// as IM's user waits for them) finish first and are counted before the final scrape.
+	ctx, cancel := context.WithDeadline(context.Background(), laterOf(deadline, time.Now().Add(time.Second)))
+	defer cancel()
+	if err := cb.Shutdown(ctx); err != nil {
+		_ = cb.Close()
+	}
 	r.drained.Store(true)
 
 	if adm != nil && r.scraped.Load() {
@@ -300,18 +308,15 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 		t.Stop()
 	}
 
-	// Close the servers, letting requests in progress finish within what is left.
-	ctx, cancel := context.WithDeadline(context.Background(), laterOf(deadline, time.Now().Add(time.Second)))
-	defer cancel()
-	if err := cb.Shutdown(ctx); err != nil {
-		_ = cb.Close()
-	}
 	if adm != nil {
 		if err := adm.Shutdown(ctx); err != nil {
 			_ = adm.Close()
 		}
 	}
 	r.transport.CloseIdleConnections()
+	if r.decisionTransport != nil {
+		r.decisionTransport.CloseIdleConnections()
+	}
 
 	failed := r.failedCount.Load()
 	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", failed))
@@ -340,7 +345,6 @@ func (r *Receiver) logStart(callbacks, admin net.Listener) {
 		slog.Uint64("sdkAppID", r.cfg.SdkAppID),
 		slog.String("path", r.cfg.Path),
 		slog.Any("commands", r.cfg.Commands),
-		slog.String("sink", r.sinkURL.Redacted()),
 		slog.Int("retry", r.cfg.Retry),
 		slog.String("backoffPolicy", r.cfg.BackoffPolicy),
 		slog.String("backoffDelay", r.cfg.BackoffDelay.String()),
@@ -352,10 +356,14 @@ func (r *Receiver) logStart(callbacks, admin net.Listener) {
 	if admin != nil {
 		attrs = append(attrs, slog.String("adminListen", admin.Addr().String()))
 	}
+	if r.defaultRoute != nil {
+		attrs = append(attrs, slog.String("sink", r.defaultRoute.url.Redacted()))
+	}
 	if r.dlsURL != nil {
 		attrs = append(attrs, slog.String("deadLetterSink", r.dlsURL.Redacted()))
 	}
 	r.log.Info("receiver starting", attrs...)
+	r.logRouting()
 	if r.cfg.Token == "" {
 		r.log.Warn("callbacks are NOT authenticated: IM_CALLBACK_TOKEN is empty, so Sign and RequestTime are not checked; anybody who can reach the callback URL can submit events")
 	}

@@ -1,8 +1,10 @@
-// Command receiver is callback-operator's data plane: it answers Tencent Cloud IM callbacks
-// and forwards the selected ones to a sink as CloudEvents. It runs in the pods the manager
-// creates, and on its own:
+// Command receiver is callback-operator's data plane: it answers Tencent Cloud IM callbacks,
+// forwards the selected after-callbacks to sinks as CloudEvents, and has before-callbacks
+// answered by decision services. It runs in the pods the manager creates, and on its own:
 //
-//	bin/receiver --sdkappid 1400000001 --path /im/callback --sink http://127.0.0.1:8081
+//	bin/receiver --sdkappid 1400000001 --path /im/callback --sink http://127.0.0.1:8081 \
+//	  --route C2C.CallbackAfterSendMsg,Group.CallbackAfterSendMsg=http://127.0.0.1:8082 \
+//	  --decision C2C.CallbackBeforeSendMsg,Group.CallbackBeforeSendMsg=http://127.0.0.1:8083
 //
 // The callback token comes from the environment variable IM_CALLBACK_TOKEN, never a flag.
 // Exit status: 0 when every accepted event was delivered or dead-lettered, 1 otherwise (or
@@ -88,8 +90,9 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	fs := flag.NewFlagSet("receiver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: receiver --sdkappid N --path /p --sink URL [flags]\n\n"+
-			"Answers Tencent Cloud IM callbacks and forwards them to a sink as CloudEvents.\n"+
+		fmt.Fprintf(fs.Output(), "Usage: receiver --sdkappid N --path /p --sink URL [--route CMD[,CMD...]=URL]... [--decision CMD[,CMD...]=URL]... [flags]\n\n"+
+			"Answers Tencent Cloud IM callbacks: forwards after-callbacks to sinks as CloudEvents, and has\n"+
+			"before-callbacks answered by decision services.\n"+
 			"The callback token is read from $%s (never a flag); without it callbacks are not authenticated.\n\n", contract.TokenEnv)
 		fs.PrintDefaults()
 	}

@@ -38,7 +38,8 @@ func TestFlagsDefaults(t *testing.T) {
 	want := receiver.DefaultConfig()
 	want.SdkAppID, want.Path, want.Sink = 1400000001, "/im/callback", "http://127.0.0.1:8081"
 	if cfg.SdkAppID != want.SdkAppID || cfg.Path != want.Path || cfg.Sink != want.Sink ||
-		strings.Join(cfg.Commands, ",") != "Sns.CallbackBlackListDelete" || cfg.Retry != 3 || cfg.BackoffPolicy != "exponential" ||
+		len(cfg.Commands) != 0 || cfg.Routes != nil || cfg.Decisions != nil || cfg.DecisionTimeout != time.Second || cfg.DecisionFailure != "allow" ||
+		cfg.Retry != 3 || cfg.BackoffPolicy != "exponential" ||
 		cfg.BackoffDelay != 200*time.Millisecond || cfg.DeliveryTimeout != time.Second || cfg.QueueSize != 10000 ||
 		cfg.MaxBodyBytes != 1<<20 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
 		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version {
@@ -60,6 +61,54 @@ func TestFlagsAll(t *testing.T) {
 		cfg.MaxBodyBytes != 2048 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
 		cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.ShutdownDelay != 0 || cfg.ShutdownTimeout != 9*time.Second {
 		t.Errorf("flags not applied: %+v", cfg)
+	}
+}
+
+// TestFlagsRoutesAndDecisions: --route and --decision repeat; with them --sink may go.
+func TestFlagsRoutesAndDecisions(t *testing.T) {
+	cfg, _, err := parseFlags(strings.Fields(`--sdkappid=7 --path=/cb
+		--route=C2C.CallbackAfterSendMsg,Group.CallbackAfterSendMsg=http://archive/e?a=b
+		--route Sns.CallbackBlackListDelete=http://blacklist
+		--decision=C2C.CallbackBeforeSendMsg,Group.CallbackBeforeSendMsg=https://moderation/decide
+		--decision-timeout=800ms --decision-failure=reject`), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Routes) != 2 || cfg.Routes[0].Sink != "http://archive/e?a=b" || strings.Join(cfg.Routes[0].Commands, "|") != "C2C.CallbackAfterSendMsg|Group.CallbackAfterSendMsg" ||
+		cfg.Routes[1].Sink != "http://blacklist" || len(cfg.Decisions) != 1 || cfg.Decisions[0].URL != "https://moderation/decide" ||
+		cfg.DecisionTimeout != 800*time.Millisecond || cfg.DecisionFailure != "reject" {
+		t.Errorf("flags not applied: %+v", cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("routes and decisions without --sink: %v", err)
+	}
+}
+
+// TestRunRoutingConflictsExitTwo: a command in two places, a malformed --route or a sink
+// missing for --commands is a usage error naming what is wrong.
+func TestRunRoutingConflictsExitTwo(t *testing.T) {
+	base := []string{"--sdkappid=1", "--path=/p"}
+	for _, tc := range []struct {
+		args []string
+		say  string
+	}{
+		{[]string{"--sink=http://s", "--commands=C2C.CallbackAfterSendMsg,Sns.CallbackFriendAdd", "--route=C2C.CallbackAfterSendMsg=http://a"},
+			`command \"C2C.CallbackAfterSendMsg\" is named by both --commands and --route`},
+		{[]string{"--route=C2C.CallbackBeforeSendMsg=http://a", "--decision=Group.CallbackBeforeSendMsg,C2C.CallbackBeforeSendMsg=http://d"},
+			`command \"C2C.CallbackBeforeSendMsg\" is named by both --route and --decision`},
+		{[]string{"--sink=http://s", "--commands=Sns.CallbackBlackListDelete", "--decision=Sns.CallbackBlackListDelete=http://d"},
+			`command \"Sns.CallbackBlackListDelete\" is named by both --commands and --decision`},
+		{[]string{"--decision=C2C.CallbackBeforeSendMsg=http://d", "--decision=C2C.CallbackBeforeSendMsg=http://e"},
+			`command \"C2C.CallbackBeforeSendMsg\" is listed twice in --decision`},
+		{[]string{"--commands=Sns.CallbackFriendAdd", "--decision=C2C.CallbackBeforeSendMsg=http://d"},
+			"sink is required for --commands Sns.CallbackFriendAdd"},
+		{[]string{"--sink=http://s", "--route=C2C.CallbackAfterSendMsg"}, "want CMD[,CMD...]=URL"},
+		{[]string{"--sink=http://s", "--decision-failure=deny"}, `decision-failure must be \"allow\" or \"reject\"`},
+	} {
+		var errOut bytes.Buffer
+		if code := run(append(base, tc.args...), os.Getenv, io.Discard, &errOut); code != 2 || !strings.Contains(errOut.String(), tc.say) {
+			t.Errorf("%q: exit %d, want 2 saying %s; stderr:\n%s", tc.args, code, tc.say, errOut.String())
+		}
 	}
 }
 
@@ -236,4 +285,57 @@ func TestProcessUndeliveredExitsOne(t *testing.T) {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestProcessRoutesAndDecides: the binary with a route and a decision and no --sink: the
+// routed after-callback reaches its sink, the before-callback is answered by the decision
+// service, the default command is ignored (it has nowhere to go), and SIGTERM exits 0.
+func TestProcessRoutesAndDecides(t *testing.T) {
+	const (
+		afterSend  = `{"CallbackCommand":"C2C.CallbackAfterSendMsg","From_Account":"a","To_Account":"b","MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}]}`
+		beforeSend = `{"CallbackCommand":"C2C.CallbackBeforeSendMsg","From_Account":"a","To_Account":"b","MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"hi"}}]}`
+		refusal    = `{"ActionStatus":"OK","ErrorCode":120001,"ErrorInfo":"not allowed"}`
+	)
+	got := make(chan string, 10)
+	archive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Header.Get("Ce-Type") + " " + string(b)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer archive.Close()
+	decider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte(refusal))
+	}))
+	defer decider.Close()
+	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--route=C2C.CallbackAfterSendMsg="+archive.URL,
+		"--decision=C2C.CallbackBeforeSendMsg="+decider.URL)
+	addr := p.addr(t)
+	post := func(cmd, body string) (int, string) {
+		resp, err := http.Post("http://"+addr+"/im/callback?SdkAppid=1400000001&CallbackCommand="+cmd, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, reply := post("C2C.CallbackAfterSendMsg", afterSend); code != 200 || reply != `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}` {
+		t.Errorf("routed: %d %s", code, reply)
+	}
+	if code, reply := post("C2C.CallbackBeforeSendMsg", beforeSend); code != 200 || reply != refusal {
+		t.Errorf("decided: %d %s", code, reply)
+	}
+	if code, _ := post("Sns.CallbackBlackListDelete", blackListDelete); code != 200 {
+		t.Errorf("default command without a sink: %d", code)
+	}
+	if e := <-got; e != "com.tencentcloud.im.C2C.CallbackAfterSendMsg "+afterSend {
+		t.Errorf("archive got %s", e)
+	}
+	if code := p.terminate(t); code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, p.log())
+	}
+	if len(got) != 0 {
+		t.Errorf("archive got more: %s", <-got)
+	}
 }

@@ -39,26 +39,27 @@ const (
 	FlagShutdownTimeout = "shutdown-timeout"
 	FlagLogLevel        = "log-level"
 
-	// FlagRoute (repeatable) sends the callbacks of some commands to a sink of their own:
-	// --route=CMD[,CMD...]=URL (see RouteValue).
+	// FlagRoute (repeatable) is CMD[,CMD...]=URL: after-callbacks of those commands go to
+	// URL instead of FlagSink, with the same delivery settings; see RouteValue.
 	FlagRoute = "route"
-	// FlagDecision (repeatable) answers the before-callbacks of some commands through a
-	// decision service: --decision=CMD[,CMD...]=URL.
+	// FlagDecision (repeatable) is CMD[,CMD...]=URL: callbacks of those commands are answered
+	// synchronously by the decision service at URL; see RouteValue.
 	FlagDecision = "decision"
-	// FlagDecisionTimeout bounds the whole exchange with a decision service.
+	// FlagDecisionTimeout bounds the whole exchange with the decision service.
 	FlagDecisionTimeout = "decision-timeout"
-	// FlagDecisionFailure is the answer when a decision service fails: DecisionAllow or
-	// DecisionReject.
+	// FlagDecisionFailure is DecisionFailureAllow or DecisionFailureReject.
 	FlagDecisionFailure = "decision-failure"
 )
 
-// Values of FlagDecisionFailure.
+// What the receiver answers IM when the decision service fails (times out, is unreachable,
+// answers non-2xx or something that is not a reply).
 const (
-	DecisionAllow  = "allow"
-	DecisionReject = "reject"
+	DecisionFailureAllow  = "allow"  // {"ActionStatus":"OK","ErrorCode":0,...}: IM's own behaviour
+	DecisionFailureReject = "reject" // {"ActionStatus":"FAIL","ErrorCode":1,...}
 )
 
-// RouteValue is the value of a --route or --decision flag.
+// RouteValue renders the value of FlagRoute or FlagDecision: the commands, comma-separated,
+// then "=" and the URL. Commands never contain "=" or ","; the URL may.
 func RouteValue(commands []string, url string) string {
 	return strings.Join(commands, ",") + "=" + url
 }
@@ -85,7 +86,7 @@ const (
 	DefaultShutdownDelay   = 5 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
 	DefaultDecisionTimeout = time.Second
-	DefaultDecisionFailure = DecisionAllow
+	DefaultDecisionFailure = DecisionFailureAllow
 )
 
 // Arg renders one flag as the manager writes it into the pod: --name=value.
@@ -96,6 +97,9 @@ func Arg(name, value string) string { return "--" + name + "=" + value }
 const (
 	// MetricCallbacks counts callback requests by LabelOutcome; their sum is "received".
 	MetricCallbacks = "imcallback_callbacks_total"
+	// MetricDecisions counts decided callbacks (OutcomeDecided) by LabelResult, one of the
+	// Decision* values.
+	MetricDecisions = "imcallback_decisions_total"
 	// MetricEvents counts accepted callbacks whose delivery ended, by LabelResult.
 	MetricEvents = "imcallback_events_total"
 	// MetricPairs counts the PairList entries of accepted callbacks.
@@ -114,7 +118,9 @@ const (
 	OutcomeRejected    = "rejected"
 	OutcomeIgnored     = "ignored"
 	OutcomeUnavailable = "unavailable"
-	OutcomeDecided     = "decided"
+	// OutcomeDecided: answered with a decision (the decision service's, or the failure
+	// policy's). Received = accepted + rejected + ignored + unavailable + decided.
+	OutcomeDecided = "decided"
 )
 
 // Values of LabelResult.
@@ -122,4 +128,12 @@ const (
 	ResultDelivered    = "delivered"
 	ResultDeadLettered = "dead_lettered"
 	ResultFailed       = "failed"
+)
+
+// Values of LabelResult in MetricDecisions.
+const (
+	DecisionAllowed        = "allowed"         // the service's answer, ErrorCode 0 (or an empty 2xx)
+	DecisionRejected       = "rejected"        // the service's answer, ErrorCode != 0
+	DecisionFailedAllowed  = "failed_allowed"  // the service failed; allowed by the failure policy
+	DecisionFailedRejected = "failed_rejected" // the service failed; rejected by the failure policy
 )

@@ -3,7 +3,9 @@
 //
 //	go run ./hack/bench/sink -listen 127.0.0.1:8081 -v     # print each event (demo)
 //	go run ./hack/bench/sink -listen 127.0.0.1:8081 -raw   # minimal HTTP/1.1 loop (benchmark)
+//	go run ./hack/bench/sink -listen 127.0.0.1:8082 -raw -answer '{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}'
 //
+// With -answer it is a decision service instead: every POST is answered 200 with that body.
 // -raw answers with a tiny hand-rolled HTTP/1.1 loop instead of net/http, so that the sink,
 // which shares a core with the load generator in the benchmark, costs as little as possible.
 package main
@@ -29,7 +31,12 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8081", "address to listen on")
 	verbose := flag.Bool("v", false, "print every event's headers and body")
 	raw := flag.Bool("raw", false, "use the minimal HTTP/1.1 loop (benchmarks)")
+	answer := flag.String("answer", "", "answer every POST with 200 and this JSON body (a decision service), instead of 202")
 	flag.Parse()
+	if *answer != "" {
+		reply = []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+			strconv.Itoa(len(*answer)) + "\r\n\r\n" + *answer)
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
@@ -63,12 +70,18 @@ func main() {
 			}
 			fmt.Fprintf(os.Stdout, "\n%s\n", body)
 		}
+		if *answer != "" {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(*answer))
+			return
+		}
 		w.WriteHeader(http.StatusAccepted)
 	})))
 }
 
 var (
-	accepted = []byte("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+	// reply is what the raw loop answers each POST with.
+	reply    = []byte("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
 	clHeader = []byte("content-length:")
 )
 
@@ -107,7 +120,7 @@ func serveRaw(c net.Conn) {
 			fmt.Fprintf(bw, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		} else {
 			count.Add(1)
-			_, _ = bw.Write(accepted)
+			_, _ = bw.Write(reply)
 		}
 		// Answer pipelined requests together, one write per batch.
 		if br.Buffered() == 0 {
