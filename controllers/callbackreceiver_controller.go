@@ -16,6 +16,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -86,6 +87,11 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	base := cr.DeepCopy()
 	cr.Status = ComputeStatus(cr, *f)
+	if c := meta.FindStatusCondition(cr.Status.Conditions, cbv1.ConditionCommandsRecognized); c != nil && c.Status == metav1.ConditionFalse {
+		if old := meta.FindStatusCondition(base.Status.Conditions, cbv1.ConditionCommandsRecognized); old == nil || old.Message != c.Message {
+			r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, c.Reason, "CheckCommands", "%s", c.Message)
+		}
+	}
 	if !equality.Semantic.DeepEqual(base.Status, cr.Status) {
 		// A merge patch without resourceVersion: counts and incarnations, which the
 		// scraper writes, are not in it.

@@ -155,7 +155,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	g.Expect(c.Image).To(Equal(testImage))
 	g.Expect(c.Command).To(Equal([]string{"/receiver"}))
 	g.Expect(c.Args).To(ContainElements("--sdkappid=1400000001", "--path=/im/callback",
-		"--commands=Sns.CallbackBlackListDelete", "--sink="+sinkURI, "--dead-letter-sink=http://dlq.example.com/dead",
+		"--sink="+sinkURI, "--dead-letter-sink=http://dlq.example.com/dead",
 		"--retry=3", "--backoff-policy=exponential", "--backoff-delay=200ms", "--delivery-timeout=1s",
 		"--max-clock-skew=1m0s"))
 	g.Expect(c.Env).To(ContainElement(corev1.EnvVar{Name: "IM_CALLBACK_TOKEN", ValueFrom: &corev1.EnvVarSource{

@@ -33,10 +33,6 @@ func TestSchemaDefaultsAreTheReceiversDefaults(t *testing.T) {
 	}
 	want := receiver.DefaultConfig()
 	want.SdkAppID, want.Path, want.Sink = 1400000001, "/im/callback", "http://sink.example/events"
-	// The receiver's own default for --commands is computed (DefaultCommand unless a route
-	// or decision names it); the schema defaults spec.commands to that command, so the
-	// manager writes it explicitly.
-	want.Commands = []string{receiver.DefaultCommand}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("a defaulted resource runs the receiver with\n  %+v\nthe receiver's defaults are\n  %+v\n(flags %q)", got, want, resources.Args(cr, resources.Params{}))
 	}

@@ -88,7 +88,8 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 		ready.Status, ready.Reason = metav1.ConditionFalse, cbv1.ReasonApplyFailed
 		ready.Message = truncate("Applying child objects failed, retrying: " + f.ApplyError.Error())
 	}
-	for _, c := range append(conditions, ready) {
+	advisory := commandsCondition(checkCommands(&cr.Spec))
+	for _, c := range append(conditions, ready, advisory) {
 		c.ObservedGeneration = cr.Generation
 		meta.SetStatusCondition(&st.Conditions, c)
 	}

@@ -120,6 +120,28 @@ func TestComputeStatus(t *testing.T) {
 		{"the token comes first in Ready", nil, func(f *Facts) { f.TokenProblem, f.SinkProblem = tokenMissing, sinkMissing }, map[string]cond{
 			cbv1.ConditionReady: {metav1.ConditionFalse, cbv1.ReasonTokenSecretNotFound, msgSecretMissing},
 		}},
+		{"commands in the catalogue", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Commands = []cbv1.Command{"Sns.CallbackBlackListDelete"}
+			cr.Spec.Decisions = []cbv1.Decision{{Commands: []cbv1.Command{"C2C.CallbackBeforeSendMsg"}}}
+		}, nil, map[string]cond{
+			cbv1.ConditionCommandsRecognized: {metav1.ConditionTrue, cbv1.ReasonCommandsKnown, "Every command is in IM's callback catalogue, and before-callbacks are decided."},
+		}},
+		{"a typo is flagged with the likely command, and Ready does not depend on it", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Commands = []cbv1.Command{"Sns.CallbackBlacklistDelete", "Sns.CallbackPrevFriendAdd"}
+			cr.Spec.Decisions = []cbv1.Decision{{Commands: []cbv1.Command{"C2C.CallbackAfterSendMsg"}}}
+		}, nil, map[string]cond{
+			cbv1.ConditionCommandsRecognized: {metav1.ConditionFalse, cbv1.ReasonUnknownCommand,
+				"1 command in no IM callback catalogue, so nothing may ever match: Sns.CallbackBlacklistDelete (did you mean Sns.CallbackBlackListDelete?). " +
+					"1 before-callback forwarded, so answered OK at once without a decision: Sns.CallbackPrevFriendAdd; list them in spec.decisions to decide them. " +
+					"1 after-callback in spec.decisions, whose answer IM ignores: C2C.CallbackAfterSendMsg; forward them with spec.commands or spec.routes."},
+			cbv1.ConditionReady: {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"a before-callback forwarded", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Routes = []cbv1.Route{{Commands: []cbv1.Command{"Group.CallbackBeforeSendMsg"}}}
+		}, nil, map[string]cond{
+			cbv1.ConditionCommandsRecognized: {metav1.ConditionFalse, cbv1.ReasonBeforeCallbackForwarded,
+				"1 before-callback forwarded, so answered OK at once without a decision: Group.CallbackBeforeSendMsg; list them in spec.decisions to decide them."},
+		}},
 		{"no decisions", nil, nil, map[string]cond{
 			cbv1.ConditionDecisionsResolved: {metav1.ConditionTrue, cbv1.ReasonNoDecisions, "No decision services: before-callbacks are answered OK (allowed) unless spec.commands or spec.routes forward them."},
 		}},
@@ -197,8 +219,8 @@ func TestComputeStatus(t *testing.T) {
 					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
 				}
 			}
-			if len(st.Conditions) != 6 {
-				t.Errorf("%d conditions, want 6", len(st.Conditions))
+			if len(st.Conditions) != 7 {
+				t.Errorf("%d conditions, want 7", len(st.Conditions))
 			}
 		})
 	}

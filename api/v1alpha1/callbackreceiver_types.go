@@ -331,8 +331,9 @@ type CallbackReceiverStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: TokenResolved, SinkResolved, ImageResolved and Available, and Ready, which
-	// summarises them (see each condition's reason and message for what to do).
+	// Conditions: TokenResolved, SinkResolved, DecisionsResolved, ImageResolved and
+	// Available, and Ready, which summarises them (see each condition's reason and message
+	// for what to do); CommandsRecognized is advisory, not part of Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -355,11 +356,13 @@ type CallbackReceiverStatus struct {
 	// Routes are the resolved sinks of spec.routes, in the same order.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
 	Routes []ResolvedRoute `json:"routes,omitempty"`
 
 	// Decisions are the resolved decision services of spec.decisions, in the same order.
 	// +optional
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
 	Decisions []ResolvedRoute `json:"decisions,omitempty"`
 
 	// Replicas is the number of receiver pods (the scale subresource's status).
@@ -404,6 +407,7 @@ type CallbackReceiverStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Sink",type=string,priority=1,JSONPath=`.status.sinkURI`
+// +kubebuilder:printcolumn:name="Decided",type=integer,priority=1,JSONPath=`.status.counts.decided`
 type CallbackReceiver struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -15,6 +15,11 @@ const (
 	// resolved to a URI, or there are none (reason NoDecisions). While one does not, the
 	// receiver answers its commands by the failure policy.
 	ConditionDecisionsResolved = "DecisionsResolved"
+	// ConditionCommandsRecognized is advisory (Ready does not summarise it): False when a
+	// command is in no IM callback catalogue (most likely a typo: the message suggests the
+	// intended one), a before-callback is forwarded instead of decided (it is answered OK at
+	// once), or an after-callback is decided (IM ignores the answer).
+	ConditionCommandsRecognized = "CommandsRecognized"
 	// ConditionImageResolved is True when the receiver runs the image the spec asks for: the
 	// operator's own, or spec.image where the operator allows overrides.
 	ConditionImageResolved = "ImageResolved"
@@ -68,6 +73,14 @@ const (
 	// ReasonNoDecisions: spec.decisions is empty; before-callbacks are answered OK unless
 	// forwarded.
 	ReasonNoDecisions = "NoDecisions"
+)
+
+// Reasons of the CommandsRecognized condition.
+const (
+	ReasonCommandsKnown           = "CommandsKnown"
+	ReasonUnknownCommand          = "UnknownCommand"
+	ReasonBeforeCallbackForwarded = "BeforeCallbackForwarded"
+	ReasonAfterCallbackDecided    = "AfterCallbackDecided"
 )
 
 // Reasons of the Available condition.

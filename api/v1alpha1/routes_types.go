@@ -74,6 +74,7 @@ type DecisionPolicy struct {
 type ResolvedRoute struct {
 	// Commands of the route or decision.
 	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
 	Commands []Command `json:"commands"`
 	// URI the operator resolved its sink or subscriber to; empty while it does not resolve.
 	// +optional

@@ -126,7 +126,7 @@ func TestPrinterColumns(t *testing.T) {
 		ReadyReplicas: 2,
 		URL:           "http://blacklist." + ns + ".svc.cluster.local/im/callback",
 		SinkURI:       "http://moderation.chat.svc.cluster.local/events",
-		Counts:        cbv1.Counts{Received: 7, Accepted: 6, Rejected: 1, Delivered: 5, Failed: 1},
+		Counts:        cbv1.Counts{Received: 10, Accepted: 6, Rejected: 1, Decided: 3, Delivered: 5, Failed: 1},
 	}
 	meta.SetStatusCondition(&cr.Status.Conditions, metav1.Condition{
 		Type: cbv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready", Message: "ok",
@@ -141,7 +141,7 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink"}
+	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Decided"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("columns = %v, want %v", names, wantNames)
 	}
@@ -150,12 +150,12 @@ func TestPrinterColumns(t *testing.T) {
 	}
 	cells := table.Rows[0].Cells
 	// JSON numbers decode as float64.
-	want := []any{"blacklist", "True", float64(2), float64(7), float64(5), float64(1), cr.Status.URL}
+	want := []any{"blacklist", "True", float64(2), float64(10), float64(5), float64(1), cr.Status.URL}
 	if !reflect.DeepEqual(cells[:7], want) {
 		t.Fatalf("row = %v, want it to start with %v", cells, want)
 	}
-	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI {
-		t.Fatalf("wide columns = %v, %v", cells[8], cells[9])
+	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI || cells[10] != float64(3) {
+		t.Fatalf("wide columns = %v, %v, %v", cells[8], cells[9], cells[10])
 	}
 }
 

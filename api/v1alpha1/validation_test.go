@@ -109,19 +109,31 @@ func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
 }
 
 // TestDefaultCommandsWhenOmitted: a resource without commands forwards the seed callback.
-func TestDefaultCommandsWhenOmitted(t *testing.T) {
+// TestCommandsAreNotDefaultedBySchema: without spec.commands the receiver's own default
+// applies (Sns.CallbackBlackListDelete unless a route or decision takes it), so the schema
+// writes none: a default here would collide with a route or decision of that command.
+func TestCommandsAreNotDefaultedBySchema(t *testing.T) {
 	ns := newNamespace(t)
 	obj := validObject(ns)
 	if err := k8sClient.Create(context.Background(), obj); err != nil {
 		t.Fatal(err)
 	}
-	got, _, _ := unstructured.NestedStringSlice(obj.Object, "spec", "commands")
-	if len(got) != 1 || got[0] != contract.DefaultCommand {
-		t.Fatalf("commands defaulted to %v, want [%s]", got, contract.DefaultCommand)
+	if got, found, _ := unstructured.NestedStringSlice(obj.Object, "spec", "commands"); found {
+		t.Fatalf("commands defaulted to %v", got)
 	}
 	// auth is optional and gets no defaults when absent: no half-configured authentication.
 	if _, found, _ := unstructured.NestedMap(obj.Object, "spec", "auth"); found {
 		t.Fatalf("auth was defaulted although omitted: %v", obj.Object["spec"])
+	}
+	// A route of the receiver's default command, without spec.commands, is accepted.
+	obj = validObject(ns)
+	if err := unstructured.SetNestedField(obj.Object, []any{map[string]any{
+		"commands": []any{contract.DefaultCommand}, "sink": map[string]any{"uri": "http://other.chat.svc.cluster.local"},
+	}}, "spec", "routes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Create(context.Background(), obj); err != nil {
+		t.Fatalf("a route of %s was refused: %v", contract.DefaultCommand, err)
 	}
 }
 
@@ -149,7 +161,37 @@ func TestInvalidManifestsAreRefusedWithAClearMessage(t *testing.T) {
 		{"commands empty", []string{"spec", "commands"}, []any{}, "spec.commands in body should have at least 1 items"},
 		{"commands duplicated", []string{"spec", "commands"}, []any{"Sns.CallbackBlackListDelete", "Sns.CallbackBlackListDelete"}, `spec.commands[1]: Duplicate value: "Sns.CallbackBlackListDelete"`},
 		{"command malformed", []string{"spec", "commands"}, []any{"blacklist-delete"}, "each command must look like Sns.CallbackBlackListDelete"},
-		{"sink missing", []string{"spec", "sink"}, nil, "spec.sink: Required value"},
+		{"nowhere to go", []string{"spec", "sink"}, nil, "say where callbacks go: set spec.sink (for spec.commands), spec.routes or spec.decisions"},
+		{"commands without a sink", []string{"spec"}, map[string]any{"sdkAppID": int64(1), "path": "/p", "commands": []any{"Sns.CallbackFriendAdd"},
+			"routes": []any{map[string]any{"commands": []any{"Sns.CallbackFriendDelete"}, "sink": map[string]any{"uri": "http://r"}}}},
+			"spec.commands are forwarded to spec.sink: set spec.sink, or move the commands into spec.routes"},
+		{"a command in commands and a route", []string{"spec"}, map[string]any{"sdkAppID": int64(1), "path": "/p",
+			"commands": []any{"Sns.CallbackBlackListDelete"}, "sink": map[string]any{"uri": "http://s"},
+			"routes": []any{map[string]any{"commands": []any{"Sns.CallbackFriendAdd", "Sns.CallbackBlackListDelete"}, "sink": map[string]any{"uri": "http://r"}}}},
+			"command Sns.CallbackBlackListDelete is in both spec.commands and spec.routes: list each command once"},
+		{"a command in commands and a decision", []string{"spec"}, map[string]any{"sdkAppID": int64(1), "path": "/p",
+			"commands": []any{"Sns.CallbackBlackListDelete"}, "sink": map[string]any{"uri": "http://s"},
+			"decisions": []any{map[string]any{"commands": []any{"Sns.CallbackBlackListDelete"}, "subscriber": map[string]any{"uri": "http://d"}}}},
+			"command Sns.CallbackBlackListDelete is in both spec.commands and spec.decisions: list each command once"},
+		{"a command in two routes", []string{"spec", "routes"}, []any{
+			map[string]any{"commands": []any{"C2C.CallbackAfterSendMsg"}, "sink": map[string]any{"uri": "http://a"}},
+			map[string]any{"commands": []any{"Group.CallbackAfterSendMsg", "C2C.CallbackAfterSendMsg"}, "sink": map[string]any{"uri": "http://b"}}},
+			"a command is in two of spec.routes: list each command once"},
+		{"a command in two decisions", []string{"spec", "decisions"}, []any{
+			map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}, "subscriber": map[string]any{"uri": "http://a"}},
+			map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}, "subscriber": map[string]any{"uri": "http://b"}}},
+			"a command is in two of spec.decisions: list each command once"},
+		{"a command in a route and a decision", []string{"spec"}, map[string]any{"sdkAppID": int64(1), "path": "/p",
+			"routes":    []any{map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}, "sink": map[string]any{"uri": "http://r"}}},
+			"decisions": []any{map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}, "subscriber": map[string]any{"uri": "http://d"}}}},
+			"a command is in both spec.routes and spec.decisions: list each command once"},
+		{"a decision without a subscriber", []string{"spec", "decisions"}, []any{map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}}},
+			"spec.decisions[0].subscriber: Required value"},
+		{"a route without commands", []string{"spec", "routes"}, []any{map[string]any{"sink": map[string]any{"uri": "http://r"}}},
+			"spec.routes[0].commands: Required value"},
+		{"decision timeout over 1.5s", []string{"spec", "decisionPolicy", "timeout"}, "1600ms",
+			"decisionPolicy.timeout must be a duration between 1ms and 1.5s, inside IM's 2-second budget, such as 1s"},
+		{"decision failure policy unknown", []string{"spec", "decisionPolicy", "failurePolicy"}, "allow", `Unsupported value: "allow": supported values: "Allow", "Reject"`},
 		{"sink empty", []string{"spec", "sink"}, map[string]any{}, "set ref, uri or both to say where events go"},
 		{"sink uri relative without ref", []string{"spec", "sink"}, map[string]any{"uri": "moderation/events"}, "uri without ref must be an absolute http or https URL"},
 		{"sink uri not http", []string{"spec", "sink"}, map[string]any{"uri": "ftp://sink.chat/events"}, "uri without ref must be an absolute http or https URL"},
@@ -215,6 +257,14 @@ func TestValidVariantsAreAccepted(t *testing.T) {
 		{"path with allowed characters", []string{"spec", "path"}, "/im/callback-v2/~app_1;x=y/%20"},
 		{"path root", []string{"spec", "path"}, "/"},
 		{"several commands", []string{"spec", "commands"}, []any{"Sns.CallbackBlackListDelete", "Sns.CallbackFriendAdd", "C2C.CallbackAfterSendMsg"}},
+		{"only decisions", []string{"spec"}, map[string]any{"sdkAppID": int64(1), "path": "/p",
+			"decisions":      []any{map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg", "Group.CallbackBeforeSendMsg"}, "subscriber": map[string]any{"ref": map[string]any{"apiVersion": "v1", "kind": "Service", "name": "moderator"}}}},
+			"decisionPolicy": map[string]any{"timeout": "1500ms", "failurePolicy": "Reject"}}},
+		{"routes, decisions and commands, each command once", []string{"spec"}, map[string]any{"sdkAppID": int64(1), "path": "/p",
+			"commands":  []any{"Sns.CallbackBlackListDelete"},
+			"sink":      map[string]any{"uri": "http://s"},
+			"routes":    []any{map[string]any{"commands": []any{"C2C.CallbackAfterSendMsg"}, "sink": map[string]any{"uri": "http://a"}}, map[string]any{"commands": []any{"Group.CallbackAfterSendMsg"}, "sink": map[string]any{"uri": "http://b"}}},
+			"decisions": []any{map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}, "subscriber": map[string]any{"uri": "http://d"}}}}},
 		{"durations", []string{"spec", "delivery"}, map[string]any{"retry": int64(0), "backoffPolicy": "linear", "backoffDelay": "1m30s", "timeout": "250ms", "deadLetterSink": map[string]any{"uri": "http://dlq.chat.svc.cluster.local"}}},
 		{"replicas zero", []string{"spec", "replicas"}, int64(0)},
 		{"load balancer service", []string{"spec", "service"}, map[string]any{"type": "LoadBalancer", "port": int64(8443), "annotations": map[string]any{"service.beta.kubernetes.io/x": "y"}}},

@@ -76,12 +76,45 @@ var contractFields = map[string]specField{
 	"delivery.deadLetterSink.ref.apiVersion": deadLetterField, "delivery.deadLetterSink.ref.kind": deadLetterField,
 	"delivery.deadLetterSink.ref.name": deadLetterField, "delivery.deadLetterSink.ref.namespace": deadLetterField,
 	"delivery.deadLetterSink.uri": deadLetterField,
-	"replicas":                    {notAFlag: "the Deployment's replicas"},
-	"image":                       {notAFlag: "the container's image"},
-	"resources":                   {notAFlag: "the container's resources (and GOMEMLIMIT from its memory limit)"},
-	"service.type":                {notAFlag: "the Service"},
-	"service.port":                {notAFlag: "the Service"},
-	"service.annotations":         {notAFlag: "the Service"},
+	"routes.commands": {
+		set: func(cr *cbv1.CallbackReceiver, p *Params) {
+			p.Routes = []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"C2C.CallbackAfterSendMsg", "Group.CallbackAfterSendMsg"}, URI: "http://archive.example/e"}}
+		},
+		check: func(c receiver.Config) bool {
+			return reflect.DeepEqual(c.Routes, []receiver.Route{{Commands: []string{"C2C.CallbackAfterSendMsg", "Group.CallbackAfterSendMsg"}, Sink: "http://archive.example/e"}})
+		},
+	},
+	"routes.sink.ref.apiVersion": routeSinkField, "routes.sink.ref.kind": routeSinkField, "routes.sink.ref.name": routeSinkField,
+	"routes.sink.ref.namespace": routeSinkField, "routes.sink.uri": routeSinkField,
+	"decisions.commands": {
+		set: func(cr *cbv1.CallbackReceiver, p *Params) {
+			p.Decisions = []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"C2C.CallbackBeforeSendMsg"}, URI: "http://moderator.example/"}}
+		},
+		check: func(c receiver.Config) bool {
+			return reflect.DeepEqual(c.Decisions, []receiver.Decision{{Commands: []string{"C2C.CallbackBeforeSendMsg"}, URL: "http://moderator.example/"}})
+		},
+	},
+	"decisions.subscriber.ref.apiVersion": decisionField, "decisions.subscriber.ref.kind": decisionField,
+	"decisions.subscriber.ref.name": decisionField, "decisions.subscriber.ref.namespace": decisionField,
+	"decisions.subscriber.uri": decisionField,
+	"decisionPolicy.timeout": {
+		set: func(cr *cbv1.CallbackReceiver, _ *Params) {
+			cr.Spec.DecisionPolicy = &cbv1.DecisionPolicy{Timeout: &metav1.Duration{Duration: 700 * time.Millisecond}}
+		},
+		check: func(c receiver.Config) bool { return c.DecisionTimeout == 700*time.Millisecond },
+	},
+	"decisionPolicy.failurePolicy": {
+		set: func(cr *cbv1.CallbackReceiver, _ *Params) {
+			cr.Spec.DecisionPolicy = &cbv1.DecisionPolicy{FailurePolicy: cbv1.DecisionFailureReject}
+		},
+		check: func(c receiver.Config) bool { return c.DecisionFailure == receiver.DecisionFailureReject },
+	},
+	"replicas":            {notAFlag: "the Deployment's replicas"},
+	"image":               {notAFlag: "the container's image"},
+	"resources":           {notAFlag: "the container's resources (and GOMEMLIMIT from its memory limit)"},
+	"service.type":        {notAFlag: "the Service"},
+	"service.port":        {notAFlag: "the Service"},
+	"service.annotations": {notAFlag: "the Service"},
 }
 
 // Sinks are resolved by the controller; the resolved URI is the flag.
@@ -89,6 +122,22 @@ var (
 	sinkField = specField{
 		set:   func(_ *cbv1.CallbackReceiver, p *Params) { p.SinkURI = "http://resolved.example/events" },
 		check: func(c receiver.Config) bool { return c.Sink == "http://resolved.example/events" },
+	}
+	routeSinkField = specField{
+		set: func(_ *cbv1.CallbackReceiver, p *Params) {
+			p.Routes = []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"Sns.CallbackFriendAdd"}, URI: "http://route.example/r"}}
+		},
+		check: func(c receiver.Config) bool {
+			return len(c.Routes) == 1 && c.Routes[0].Sink == "http://route.example/r"
+		},
+	}
+	decisionField = specField{
+		set: func(_ *cbv1.CallbackReceiver, p *Params) {
+			p.Decisions = []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"Group.CallbackBeforeSendMsg"}, URI: "http://decide.example/"}}
+		},
+		check: func(c receiver.Config) bool {
+			return len(c.Decisions) == 1 && c.Decisions[0].URL == "http://decide.example/"
+		},
 	}
 	deadLetterField = specField{
 		set:   func(_ *cbv1.CallbackReceiver, p *Params) { p.DeadLetterSinkURI = "http://dlq.example/dead" },

@@ -67,6 +67,26 @@ func TestArgs(t *testing.T) {
 			"--retry=0", "--backoff-policy=linear", "--backoff-delay=1s", "--delivery-timeout=300ms", "--max-clock-skew=1m30s",
 		}},
 	}
+	cases = append(cases, struct {
+		name   string
+		change func(*cbv1.CallbackReceiver)
+		p      Params
+		want   []string
+	}{"routes and decisions, one of them unresolved", func(cr *cbv1.CallbackReceiver) {
+		cr.Spec.DecisionPolicy = &cbv1.DecisionPolicy{Timeout: &metav1.Duration{Duration: 800 * time.Millisecond}, FailurePolicy: cbv1.DecisionFailureReject}
+	}, Params{
+		Routes: []cbv1.ResolvedRoute{{Commands: []cbv1.Command{"C2C.CallbackAfterSendMsg", "Group.CallbackAfterSendMsg"}, URI: "http://archive/e"}},
+		Decisions: []cbv1.ResolvedRoute{
+			{Commands: []cbv1.Command{"C2C.CallbackBeforeSendMsg"}, URI: "http://moderator/"},
+			{Commands: []cbv1.Command{"Sns.CallbackPrevFriendAdd"}},
+		},
+	}, []string{
+		"--sdkappid=1400000001", "--path=/im/callback",
+		"--route=C2C.CallbackAfterSendMsg,Group.CallbackAfterSendMsg=http://archive/e",
+		"--decision=C2C.CallbackBeforeSendMsg=http://moderator/",
+		"--decision=Sns.CallbackPrevFriendAdd=" + UnresolvedDecisionURI,
+		"--decision-timeout=800ms", "--decision-failure=reject",
+	}})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cr := base()
