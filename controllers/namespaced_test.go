@@ -9,8 +9,10 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
@@ -47,8 +49,14 @@ func TestNamespaceScopedWithARoleOnly(t *testing.T) {
 	g.Expect(review.Status.Allowed).To(BeFalse(), "the test identity may list Secrets cluster-wide")
 
 	cr := fixture(t, ns)
+	cr.Spec.HTTPRoute = &cbv1.HTTPRouteSpec{ParentRefs: []cbv1.ParentReference{{Name: "public"}}, Hostnames: []cbv1.Hostname{"im.example.com"}}
+	// A second receiver, exposed by an Ingress.
+	public := cr.DeepCopy()
+	public.Name, public.Spec.HTTPRoute = "public", nil
+	public.Spec.Ingress = &cbv1.IngressSpec{Host: "public.example.com"}
 	startManager(t, ns, managerOptions{config: asManager})
 	must(t, k8sClient.Create(ctx, cr))
+	must(t, k8sClient.Create(ctx, public))
 	waitForDeployment(g, cr)
 	g.Eventually(func(g Gomega) {
 		got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
@@ -56,6 +64,11 @@ func TestNamespaceScopedWithARoleOnly(t *testing.T) {
 		g.Expect(condition(got, cbv1.ConditionTokenResolved).Reason).To(Equal(cbv1.ReasonTokenFound))
 		g.Expect(condition(got, cbv1.ConditionSinkResolved).Reason).To(Equal(cbv1.ReasonResolved))
 		g.Expect(condition(got, cbv1.ConditionAvailable).Reason).To(Equal(cbv1.ReasonRollingOut))
+		g.Expect(condition(got, cbv1.ConditionExposed).Reason).To(Equal(cbv1.ReasonRoutePending))
+		got = get(g, ns, public.Name, &cbv1.CallbackReceiver{})
+		g.Expect(condition(got, cbv1.ConditionExposed).Reason).To(Equal(cbv1.ReasonIngressWithoutTLS))
 	}).Should(Succeed())
 	get(g, ns, cr.Name, &appsv1.Deployment{})
+	get(g, ns, cr.Name, &gwv1.HTTPRoute{})
+	get(g, ns, public.Name, &networkingv1.Ingress{})
 }
