@@ -180,3 +180,42 @@ func TestExpiredCertificateIsReportedAndServed(t *testing.T) {
 	waitForDeployment(g, cr)
 	g.Expect(arg(get(g, ns, cr.Name, &appsv1.Deployment{}), "tls-cert-file")).To(Equal(resources.TLSCertFile))
 }
+
+// TestReceiverPodPassesTheRestrictedStandard: a receiver pod with the TLS volume, the token
+// and fsGroup is admitted into a namespace that enforces the restricted Pod Security
+// Standard, by the API server's own PodSecurity admission; the same pod made privileged is
+// not (the namespace really enforces).
+func TestReceiverPodPassesTheRestrictedStandard(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	nsObj := &corev1.Namespace{}
+	must(t, k8sClient.Get(ctx, client.ObjectKey{Name: ns}, nsObj))
+	nsObj.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
+	must(t, k8sClient.Update(ctx, nsObj))
+
+	crt, key := certificate(t, time.Hour, "im.example.com")
+	putTLSSecret(t, ns, map[string][]byte{"tls.crt": crt, "tls.key": key})
+	cr := fixture(t, ns)
+	withTLS(cr)
+	startManager(t, ns, managerOptions{})
+	must(t, k8sClient.Create(ctx, cr))
+	waitForDeployment(g, cr)
+	d := get(g, ns, cr.Name, &appsv1.Deployment{})
+	g.Expect(d.Spec.Template.Spec.Volumes).To(HaveLen(1))
+
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec:       *d.Spec.Template.Spec.DeepCopy(),
+		}
+	}
+	must(t, k8sClient.Create(ctx, pod("receiver")))
+
+	privileged := pod("privileged")
+	privileged.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = new(true)
+	err := k8sClient.Create(ctx, privileged)
+	g.Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a privileged pod was admitted: %v", err)
+	g.Expect(err.Error()).To(ContainSubstring(`violates PodSecurity "restricted:latest"`))
+}
