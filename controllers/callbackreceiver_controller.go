@@ -109,13 +109,14 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 }
 
 // recheckAfter is when what no watch reports may have changed: a sink kind installed or
-// made readable, the Gateway API installed, a certificate's validity begun or ended.
+// made readable, the Gateway API installed or made usable, a certificate's validity begun or
+// ended.
 func (r *CallbackReceiverReconciler) recheckAfter(f *Facts) time.Duration {
 	var after []time.Duration
 	if p := f.SinkProblem; p != nil && (p.Reason == cbv1.ReasonSinkKindUnknown || p.Reason == cbv1.ReasonSinkForbidden) {
 		after = append(after, time.Minute)
 	}
-	if f.GatewayAPIMissing {
+	if f.GatewayAPIProblem != nil {
 		after = append(after, r.GatewayAPIRecheck)
 	}
 	if d := nextValidityChange(f.Certificate, r.now()); d > 0 {

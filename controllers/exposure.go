@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -27,16 +28,17 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch;delete
 
-// DefaultGatewayAPIRecheck is how long the answer "the Gateway API is not installed" is
-// trusted, and how long a resource that asks for an HTTPRoute waits before it is looked at
-// again: no watch tells when CRDs appear, and asking discovery on every reconcile of every
-// such resource would be a storm.
+// DefaultGatewayAPIRecheck is how long the answer "HTTPRoutes cannot be used" (not installed,
+// or not readable by the manager) is trusted, and how long a resource that asks for an
+// HTTPRoute waits before it is looked at again: no watch tells when CRDs appear or RBAC
+// changes, and asking on every reconcile of every such resource would be a storm.
 const DefaultGatewayAPIRecheck = time.Minute
 
 var httpRouteGK = schema.GroupKind{Group: gwv1.GroupName, Kind: "HTTPRoute"}
 
-// gatewayAPI knows whether the API server serves gateway.networking.k8s.io/v1 HTTPRoutes,
-// and starts the watch on them the first time it finds it does. HTTPRoutes are cached by a
+// gatewayAPI knows whether the API server serves gateway.networking.k8s.io/v1 HTTPRoutes
+// that the manager may list, and starts the watch on them the first time it finds so.
+// HTTPRoutes are cached by a
 // cache of their own, holding only this operator's routes: a cache's per-type label
 // selector must be known when it starts, and the manager's starts before these CRDs may
 // exist.
@@ -47,18 +49,22 @@ type gatewayAPI struct {
 	client client.Client
 	ctrl   controller.Controller
 	// watch is what the controller does with an HTTPRoute's events.
-	watch   handler.EventHandler
+	watch handler.EventHandler
+	// canList tells whether the manager may list a kind where it watches: an informer it
+	// may not use would never sync, and reads from it would wait forever.
+	canList func(context.Context, schema.GroupVersionKind) bool
 	now     func() time.Time
 	recheck time.Duration
 
 	mu        sync.Mutex
 	watching  bool
-	checkedAt time.Time // when the API server last said it serves no HTTPRoutes
+	checkedAt time.Time // of the last answer that HTTPRoutes cannot be used
+	problem   *Problem  // that answer
 }
 
 // newGatewayAPI makes the HTTPRoutes' cache (started with the manager, empty until a watch
 // asks for HTTPRoutes) and the client that reads from it.
-func newGatewayAPI(mgr ctrl.Manager, namespaces []string, recheck time.Duration) (*gatewayAPI, error) {
+func newGatewayAPI(mgr ctrl.Manager, namespaces []string, recheck time.Duration, canList func(context.Context, schema.GroupVersionKind) bool) (*gatewayAPI, error) {
 	o := cache.Options{
 		HTTPClient: mgr.GetHTTPClient(),
 		Scheme:     mgr.GetScheme(),
@@ -89,7 +95,7 @@ func newGatewayAPI(mgr ctrl.Manager, namespaces []string, recheck time.Duration)
 		return nil, err
 	}
 	return &gatewayAPI{
-		mapper: mgr.GetRESTMapper(), cache: c, client: cl, now: time.Now, recheck: recheck,
+		mapper: mgr.GetRESTMapper(), cache: c, client: cl, now: time.Now, recheck: recheck, canList: canList,
 		watch: handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &cbv1.CallbackReceiver{}, handler.OnlyControllerOwner()),
 	}, nil
 }
@@ -99,29 +105,35 @@ type routeCache struct{ cache.Cache }
 
 func (c routeCache) GetCache() cache.Cache { return c.Cache }
 
-// installed tells whether HTTPRoutes are served, and once they are, watches them. A "no" is
-// remembered for the recheck interval.
-func (g *gatewayAPI) installed(ctx context.Context) (bool, error) {
+// usable returns why HTTPRoutes cannot be used, or nil once they are watched. The answer
+// "cannot" is remembered for the recheck interval.
+func (g *gatewayAPI) usable(ctx context.Context) (*Problem, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.watching {
-		return true, nil
+		return nil, nil
 	}
-	if !g.checkedAt.IsZero() && g.now().Sub(g.checkedAt) < g.recheck {
-		return false, nil
+	if g.problem != nil && g.now().Sub(g.checkedAt) < g.recheck {
+		return g.problem, nil
 	}
+	g.problem = nil
 	if _, err := g.mapper.RESTMapping(httpRouteGK, gwv1.GroupVersion.Version); err != nil {
-		if meta.IsNoMatchError(err) {
-			g.checkedAt = g.now()
-			return false, nil
+		if !meta.IsNoMatchError(err) {
+			return nil, err
 		}
-		return false, err
+		g.problem = &Problem{cbv1.ReasonGatewayAPINotInstalled, fmt.Sprintf("The API server does not serve %s HTTPRoutes: install the Gateway API CRDs (standard channel) and a Gateway controller, or use spec.ingress. The operator looks again every minute.", gwv1.GroupVersion)}
+	} else if !g.canList(ctx, httpRouteGK.WithVersion(gwv1.GroupVersion.Version)) {
+		g.problem = &Problem{cbv1.ReasonHTTPRoutesForbidden, "The operator may not list HTTPRoutes: give its role get, list, watch, create, update, patch and delete on httproutes.gateway.networking.k8s.io (config/rbac/role.yaml has them), or use spec.ingress. The operator looks again every minute."}
+	}
+	if g.problem != nil {
+		g.checkedAt = g.now()
+		return g.problem, nil
 	}
 	if err := g.ctrl.Watch(source.Kind(g.cache, client.Object(&gwv1.HTTPRoute{}), g.watch)); err != nil {
-		return false, err
+		return nil, err
 	}
 	g.watching = true
-	return true, nil
+	return nil, nil
 }
 
 // applyIngress applies spec.ingress's Ingress, or deletes the one this resource made when the
@@ -144,12 +156,14 @@ func (r *CallbackReceiverReconciler) applyIngress(ctx context.Context, cr *cbv1.
 // Gateway API there is nothing to apply, and no route of this resource can exist to delete.
 func (r *CallbackReceiverReconciler) applyHTTPRoute(ctx context.Context, cr *cbv1.CallbackReceiver, f *Facts) (string, error) {
 	desired := resources.HTTPRoute(cr, f.ServesTLS)
-	installed, err := r.gateways.installed(ctx)
+	p, err := r.gateways.usable(ctx)
 	if err != nil {
 		return "", err
 	}
-	if !installed {
-		f.GatewayAPIMissing = desired != nil
+	if p != nil {
+		if desired != nil {
+			f.GatewayAPIProblem = p
+		}
 		return "", nil
 	}
 	if desired == nil {

@@ -54,7 +54,7 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 	if r.GatewayAPIRecheck <= 0 {
 		r.GatewayAPIRecheck = DefaultGatewayAPIRecheck
 	}
-	if r.gateways, err = newGatewayAPI(mgr, r.Namespaces, r.GatewayAPIRecheck); err != nil {
+	if r.gateways, err = newGatewayAPI(mgr, r.Namespaces, r.GatewayAPIRecheck, r.canList); err != nil {
 		return err
 	}
 

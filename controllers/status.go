@@ -50,8 +50,9 @@ type Facts struct {
 	// asks for none or it could not be written.
 	Ingress *networkingv1.Ingress
 	Route   *gwv1.HTTPRoute
-	// GatewayAPIMissing: spec.httpRoute is set and the API server serves no HTTPRoutes.
-	GatewayAPIMissing bool
+	// GatewayAPIProblem is why spec.httpRoute's route cannot be written: the API server
+	// serves no HTTPRoutes, or the manager may not list them.
+	GatewayAPIProblem *Problem
 }
 
 // TLSBlocksDeployment tells whether spec.tls's Secret is unusable, so that receiver pods

@@ -104,9 +104,8 @@ func routeExposed(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, string)
 	hr := cr.Spec.HTTPRoute
 	c := metav1.Condition{Type: cbv1.ConditionExposed, Status: metav1.ConditionFalse}
 	switch {
-	case f.GatewayAPIMissing:
-		c.Reason = cbv1.ReasonGatewayAPINotInstalled
-		c.Message = fmt.Sprintf("The API server does not serve %s HTTPRoutes: install the Gateway API CRDs (standard channel) and a Gateway controller, or use spec.ingress. The operator looks again every minute.", gwv1.GroupVersion)
+	case f.GatewayAPIProblem != nil:
+		c.Reason, c.Message = f.GatewayAPIProblem.Reason, f.GatewayAPIProblem.Message
 		return c, ""
 	case f.Route == nil:
 		c.Reason = cbv1.ReasonRouteNotFound

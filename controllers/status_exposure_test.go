@@ -147,9 +147,9 @@ func TestComputeStatusTLSAndExposure(t *testing.T) {
 			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonIngressNotFound, "The Ingress does not exist yet: see the Ready condition and the events (kubectl describe cbr blacklist -n chat)."},
 			cbv1.ConditionReady:   {metav1.ConditionFalse, cbv1.ReasonIngressNotFound, "The Ingress does not exist yet: see the Ready condition and the events (kubectl describe cbr blacklist -n chat)."},
 		}, ""},
-		{"no Gateway API", withRoute, func(f *Facts) { f.GatewayAPIMissing = true }, map[string]cond{
-			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonGatewayAPINotInstalled, "The API server does not serve gateway.networking.k8s.io/v1 HTTPRoutes: install the Gateway API CRDs (standard channel) and a Gateway controller, or use spec.ingress. The operator looks again every minute."},
-			cbv1.ConditionReady:   {metav1.ConditionFalse, cbv1.ReasonGatewayAPINotInstalled, "The API server does not serve gateway.networking.k8s.io/v1 HTTPRoutes: install the Gateway API CRDs (standard channel) and a Gateway controller, or use spec.ingress. The operator looks again every minute."},
+		{"no Gateway API, or no access to it", withRoute, func(f *Facts) { f.GatewayAPIProblem = &Problem{cbv1.ReasonGatewayAPINotInstalled, "install it"} }, map[string]cond{
+			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonGatewayAPINotInstalled, "install it"},
+			cbv1.ConditionReady:   {metav1.ConditionFalse, cbv1.ReasonGatewayAPINotInstalled, "install it"},
 		}, ""},
 		{"an HTTPRoute that could not be written", withRoute, nil, map[string]cond{
 			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonRouteNotFound, "The HTTPRoute does not exist yet: see the Ready condition and the events (kubectl describe cbr blacklist -n chat)."},

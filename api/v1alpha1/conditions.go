@@ -119,4 +119,6 @@ const (
 	// ReasonGatewayAPINotInstalled: the API server does not serve
 	// gateway.networking.k8s.io/v1 HTTPRoutes.
 	ReasonGatewayAPINotInstalled = "GatewayAPINotInstalled"
+	// ReasonHTTPRoutesForbidden: the operator's role does not let it list HTTPRoutes.
+	ReasonHTTPRoutesForbidden = "HTTPRoutesForbidden"
 )
