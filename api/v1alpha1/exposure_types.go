@@ -7,7 +7,7 @@ type TLSSpec struct {
 	// kubernetes.io/tls Secret, as cert-manager's Certificate or
 	// `kubectl create secret tls` writes. It is mounted read-only into the receiver pods;
 	// a renewed certificate is served without a restart once the kubelet has refreshed
-	// the volume (within about a minute). A missing or unusable Secret is reported in the
+	// the volume (within its sync period, a minute or two). A missing or unusable Secret is reported in the
 	// TLSResolved condition: a new receiver waits for it, a running one keeps serving its
 	// last good certificate.
 	// +required
