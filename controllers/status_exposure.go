@@ -40,7 +40,7 @@ func tlsCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {
 func exposedCondition(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, string) {
 	switch {
 	case cr.Spec.Ingress != nil:
-		return ingressExposed(cr, f.Ingress)
+		return ingressExposed(cr, f)
 	case cr.Spec.HTTPRoute != nil:
 		return routeExposed(cr, f)
 	}
@@ -52,8 +52,8 @@ func exposedCondition(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, str
 	return c, ""
 }
 
-func ingressExposed(cr *cbv1.CallbackReceiver, ing *networkingv1.Ingress) (metav1.Condition, string) {
-	in := cr.Spec.Ingress
+func ingressExposed(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, string) {
+	in, ing := cr.Spec.Ingress, f.Ingress
 	c := metav1.Condition{Type: cbv1.ConditionExposed, Status: metav1.ConditionFalse}
 	if ing == nil {
 		c.Reason = cbv1.ReasonIngressNotFound
@@ -80,6 +80,9 @@ func ingressExposed(cr *cbv1.CallbackReceiver, ing *networkingv1.Ingress) (metav
 	if in.TLS == nil {
 		c.Reason = cbv1.ReasonIngressWithoutTLS
 		b.WriteString(" It serves plain HTTP, which IM accepts but does not recommend: set spec.ingress.tls.secretName (with cert-manager, also its cert-manager.io/cluster-issuer annotation in spec.ingress.annotations) for HTTPS.")
+	}
+	if f.ServesTLS {
+		b.WriteString(" The receiver serves HTTPS itself (spec.tls): the ingress controller must be told its backend speaks HTTPS (ingress-nginx: the annotation nginx.ingress.kubernetes.io/backend-protocol: HTTPS).")
 	}
 	c.Message = truncate(b.String())
 	return c, url
@@ -145,8 +148,12 @@ func routeExposed(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, string)
 		return c, ""
 	}
 	c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonRouteAccepted
-	c.Message = truncate(fmt.Sprintf("%s accepted HTTPRoute %s for %s. Its listener for %s must terminate HTTPS with a certificate for that name. Paste status.callbackURL into the IM console; IM uses a changed URL after about 2 minutes.",
-		strings.Join(accepted, ", "), route.Name, url, hr.Hostnames[0]))
+	msg := fmt.Sprintf("%s accepted HTTPRoute %s for %s. Its listener for %s must terminate HTTPS with a certificate for that name. Paste status.callbackURL into the IM console; IM uses a changed URL after about 2 minutes.",
+		strings.Join(accepted, ", "), route.Name, url, hr.Hostnames[0])
+	if f.ServesTLS {
+		msg += fmt.Sprintf(" The receiver serves HTTPS itself (spec.tls): the Gateway speaks HTTPS to it only with a BackendTLSPolicy for Service %s.", cr.Name)
+	}
+	c.Message = truncate(msg)
 	return c, url
 }
 

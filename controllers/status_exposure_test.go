@@ -143,6 +143,9 @@ func TestComputeStatusTLSAndExposure(t *testing.T) {
 			cbv1.ConditionExposed: {metav1.ConditionTrue, cbv1.ReasonIngressWithoutTLS, "Ingress blacklist routes http://im.example.com/im/callback to the receiver (ingress class nginx); no ingress controller has published an address for it yet (is one running for its class?). " + msgPaste + " It serves plain HTTP, which IM accepts but does not recommend: set spec.ingress.tls.secretName (with cert-manager, also its cert-manager.io/cluster-issuer annotation in spec.ingress.annotations) for HTTPS."},
 			cbv1.ConditionReady:   {metav1.ConditionTrue, cbv1.ReasonReady, "Receiving callbacks at http://im.example.com/im/callback (in the cluster: " + statusURL + ") and delivering them to " + statusSink + "."},
 		}, "http://im.example.com/im/callback"},
+		{"an Ingress in front of a receiver that serves HTTPS: a hint for the backend protocol", withIngress(true), func(f *Facts) { f.Ingress, f.ServesTLS = ingress(), true }, map[string]cond{
+			cbv1.ConditionExposed: {metav1.ConditionTrue, cbv1.ReasonIngressConfigured, "Ingress blacklist routes " + publicURL + " to the receiver (ingress class nginx); no ingress controller has published an address for it yet (is one running for its class?). " + msgPaste + " The receiver serves HTTPS itself (spec.tls): the ingress controller must be told its backend speaks HTTPS (ingress-nginx: the annotation nginx.ingress.kubernetes.io/backend-protocol: HTTPS)."},
+		}, publicURL},
 		{"an Ingress that could not be written", withIngress(true), nil, map[string]cond{
 			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonIngressNotFound, "The Ingress does not exist yet: see the Ready condition and the events (kubectl describe cbr blacklist -n chat)."},
 			cbv1.ConditionReady:   {metav1.ConditionFalse, cbv1.ReasonIngressNotFound, "The Ingress does not exist yet: see the Ready condition and the events (kubectl describe cbr blacklist -n chat)."},
@@ -187,6 +190,14 @@ func TestComputeStatusTLSAndExposure(t *testing.T) {
 		}, map[string]cond{
 			cbv1.ConditionExposed: {metav1.ConditionTrue, cbv1.ReasonRouteAccepted, "Gateway chat/public, Gateway infra/shared (listener https) accepted HTTPRoute blacklist for " + publicURL + ". Its listener for im.example.com must terminate HTTPS with a certificate for that name. " + msgPaste},
 			cbv1.ConditionReady:   {metav1.ConditionTrue, cbv1.ReasonReady, msgReadyExposed},
+		}, publicURL},
+		{"accepted, in front of a receiver that serves HTTPS: a hint for BackendTLSPolicy", withRoute, func(f *Facts) {
+			f.ServesTLS = true
+			f.Route = route(3,
+				routeStatus{ref: publicRef, accepted: metav1.ConditionTrue, generation: 3},
+				routeStatus{ref: infraRef, accepted: metav1.ConditionTrue, generation: 3})
+		}, map[string]cond{
+			cbv1.ConditionExposed: {metav1.ConditionTrue, cbv1.ReasonRouteAccepted, "Gateway chat/public, Gateway infra/shared (listener https) accepted HTTPRoute blacklist for " + publicURL + ". Its listener for im.example.com must terminate HTTPS with a certificate for that name. " + msgPaste + " The receiver serves HTTPS itself (spec.tls): the Gateway speaks HTTPS to it only with a BackendTLSPolicy for Service blacklist."},
 		}, publicURL},
 		{"a status entry for another listener is not this parent's", withRoute, func(f *Facts) {
 			other := *infraRef.DeepCopy()
