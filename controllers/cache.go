@@ -4,6 +4,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -27,6 +28,7 @@ func CacheOptions(namespaces ...string) cache.Options {
 			&appsv1.Deployment{}:            ours,
 			&corev1.ServiceAccount{}:        ours,
 			&policyv1.PodDisruptionBudget{}: ours,
+			&networkingv1.Ingress{}:         ours,
 			&discoveryv1.EndpointSlice{}:    ours,
 			secretMetadata():                {Transform: SecretIdentity},
 		},

@@ -1,6 +1,7 @@
 // Package controllers reconciles CallbackReceivers into a ServiceAccount, a Deployment of
-// receiver pods, a Service and (with more than one replica) a PodDisruptionBudget, and
-// reports their state in the resource's status. Counts in status are written by the
+// receiver pods, a Service, (with more than one replica) a PodDisruptionBudget and (when the
+// spec asks to expose the receiver) an Ingress or a Gateway API HTTPRoute, and reports their
+// state in the resource's status. Counts in status are written by the
 // counts package's scraper.
 package controllers
 
@@ -8,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,11 +52,18 @@ type CallbackReceiverReconciler struct {
 	// Namespaces the manager watches (its cache is limited to them, see CacheOptions);
 	// empty means the whole cluster.
 	Namespaces []string
+	// GatewayAPIRecheck is how often the manager looks whether the Gateway API was
+	// installed while a resource asks for an HTTPRoute; DefaultGatewayAPIRecheck when zero
+	// (tests shorten it).
+	GatewayAPIRecheck time.Duration
 
-	sinks   *sink.Resolver
-	tokens  *tokenCache
-	kinds   *kindWatcher
-	applied *appliedVersions
+	sinks    *sink.Resolver
+	tokens   *tokenCache
+	certs    *tlsCache
+	gateways *gatewayAPI
+	kinds    *kindWatcher
+	applied  *appliedVersions
+	now      func() time.Time
 }
 
 // +kubebuilder:rbac:groups=callbacks.imcallback.dev,resources=callbackreceivers,verbs=get;list;watch
@@ -102,18 +111,34 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	// No watch tells when a kind is installed or the manager is allowed to read it.
+	return ctrl.Result{RequeueAfter: r.recheckAfter(f)}, nil
+}
+
+// recheckAfter is when what no watch reports may have changed: a sink kind installed or
+// made readable, the Gateway API installed or made usable, a certificate's validity begun or
+// ended.
+func (r *CallbackReceiverReconciler) recheckAfter(f *Facts) time.Duration {
+	var after []time.Duration
 	if p := f.SinkProblem; p != nil && (p.Reason == cbv1.ReasonSinkKindUnknown || p.Reason == cbv1.ReasonSinkForbidden) {
-		return ctrl.Result{RequeueAfter: time.Minute}, nil
+		after = append(after, time.Minute)
 	}
-	return ctrl.Result{}, nil
+	if f.GatewayAPIProblem != nil {
+		after = append(after, r.GatewayAPIRecheck)
+	}
+	if d := nextValidityChange(f.Certificate, r.now()); d > 0 {
+		after = append(after, d)
+	}
+	if len(after) == 0 {
+		return 0
+	}
+	return slices.Min(after)
 }
 
 // reconcile applies the children and gathers the facts status is computed from. What the
 // user has to fix is a fact (a Problem), not an error; errors are transient and retried with
 // backoff. It returns no facts when it failed before learning enough to compute status.
 func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.CallbackReceiver) (*Facts, error) {
-	f := &Facts{URL: r.url(cr), Image: r.Image}
+	f := &Facts{Image: r.Image}
 	switch {
 	case cr.Spec.Image == "":
 	case r.AllowImageOverride:
@@ -126,12 +151,30 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	if f.TokenProblem, err = problem(err); err != nil {
 		return nil, err
 	}
+	if f.Certificate, f.TLSProblem, err = r.certs.check(ctx, cr, r.now()); err != nil {
+		return nil, err
+	}
 	dests, err := r.resolveDestinations(ctx, cr)
 	if err != nil {
 		return nil, err
 	}
 	f.SinkURI, f.DeadLetterSinkURI, f.SinkProblem = dests.sinkURI, dests.deadLetterSinkURI, dests.sinkProblem
 	f.Routes, f.Decisions, f.DecisionProblem = dests.routes, dests.decisions, dests.decisionProblem
+
+	// Without a token, a sink or a usable certificate the receiver cannot work: a
+	// Deployment that exists keeps running as it is (it still answers callbacks), a new one
+	// waits. The Service, the Ingress and status.url then follow what the running pods serve.
+	deploy := f.TokenProblem == nil && f.SinkProblem == nil && !f.TLSBlocksDeployment()
+	f.ServesTLS = cr.Spec.TLS != nil
+	if !deploy {
+		if f.Deployment, err = r.ownDeployment(ctx, cr); err != nil {
+			return nil, err
+		}
+		if f.Deployment != nil {
+			f.ServesTLS = resources.ServesTLS(f.Deployment)
+		}
+	}
+	f.URL = r.url(cr, f.ServesTLS)
 
 	var actions []string
 	var applyErrs []error
@@ -149,11 +192,9 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		return applyChild(ctx, r.Client, r.applied, &corev1.ServiceAccount{}, resources.ServiceAccount(cr), corev1ac.ExtractServiceAccount)
 	})
 	apply("Service", func() (string, error) {
-		return applyChild(ctx, r.Client, r.applied, &corev1.Service{}, resources.Service(cr), corev1ac.ExtractService)
+		return applyChild(ctx, r.Client, r.applied, &corev1.Service{}, resources.Service(cr, f.ServesTLS), corev1ac.ExtractService)
 	})
-	// Without a token or a sink the receiver cannot work: a Deployment that exists keeps
-	// running as it is (it still answers callbacks), a new one waits.
-	if f.TokenProblem == nil && f.SinkProblem == nil {
+	if deploy {
 		params := resources.Params{
 			Image: f.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI,
 			Routes: f.Routes, Decisions: f.Decisions, TokenChecksum: checksum,
@@ -174,6 +215,8 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		})
 	}
 	apply("PodDisruptionBudget", func() (string, error) { return r.applyPDB(ctx, cr) })
+	apply("Ingress", func() (string, error) { return r.applyIngress(ctx, cr, f) })
+	apply("HTTPRoute", func() (string, error) { return r.applyHTTPRoute(ctx, cr, f) })
 
 	if len(actions) > 0 {
 		r.Recorder.Eventf(cr, nil, corev1.EventTypeNormal, "Applied", "Apply", "%s", strings.Join(actions, ", "))
@@ -183,15 +226,24 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, cbv1.ReasonApplyFailed, "Apply", "%v", f.ApplyError)
 	}
 	if f.Deployment == nil {
-		d := &appsv1.Deployment{}
-		switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(cr), d); {
-		case err == nil && metav1.IsControlledBy(d, cr):
-			f.Deployment = d
-		case client.IgnoreNotFound(err) != nil:
+		if f.Deployment, err = r.ownDeployment(ctx, cr); err != nil {
 			return nil, errors.Join(f.ApplyError, err)
 		}
 	}
 	return f, f.ApplyError
+}
+
+// ownDeployment is the receiver's Deployment from the cache; nil when there is none that
+// this resource controls.
+func (r *CallbackReceiverReconciler) ownDeployment(ctx context.Context, cr *cbv1.CallbackReceiver) (*appsv1.Deployment, error) {
+	d := &appsv1.Deployment{}
+	switch err := r.Client.Get(ctx, client.ObjectKeyFromObject(cr), d); {
+	case err == nil && metav1.IsControlledBy(d, cr):
+		return d, nil
+	case client.IgnoreNotFound(err) != nil:
+		return nil, err
+	}
+	return nil, nil
 }
 
 func (r *CallbackReceiverReconciler) applyPDB(ctx context.Context, cr *cbv1.CallbackReceiver) (string, error) {
@@ -200,25 +252,20 @@ func (r *CallbackReceiverReconciler) applyPDB(ctx context.Context, cr *cbv1.Call
 		return applyChild(ctx, r.Client, r.applied, &policyv1.PodDisruptionBudget{}, desired, policyv1ac.ExtractPodDisruptionBudget)
 	}
 	// One replica: a budget would block node drains, so there is none.
-	pdb := &policyv1.PodDisruptionBudget{}
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(cr), pdb); err != nil {
-		return "", client.IgnoreNotFound(err)
-	}
-	if !metav1.IsControlledBy(pdb, cr) {
-		return "", nil
-	}
-	if err := r.Client.Delete(ctx, pdb, client.Preconditions{UID: &pdb.UID}); client.IgnoreNotFound(err) != nil {
-		return "", err
-	}
-	return "Deleted", nil
+	return deleteOwned(ctx, r.Client, cr, &policyv1.PodDisruptionBudget{})
 }
 
-func (r *CallbackReceiverReconciler) url(cr *cbv1.CallbackReceiver) string {
+// url is the in-cluster callback URL, with the port unless it is the scheme's default.
+func (r *CallbackReceiverReconciler) url(cr *cbv1.CallbackReceiver, tls bool) string {
+	scheme, defaultPort := "http", int32(80)
+	if tls {
+		scheme, defaultPort = "https", 443
+	}
 	host := fmt.Sprintf("%s.%s.svc.%s", cr.Name, cr.Namespace, r.ClusterDomain)
-	if p := resources.ServicePort(cr); p != 80 {
+	if p := resources.ServicePort(cr, tls); p != defaultPort {
 		host = fmt.Sprintf("%s:%d", host, p)
 	}
-	return "http://" + host + cr.Spec.Path
+	return scheme + "://" + host + cr.Spec.Path
 }
 
 // problem separates what the user has to fix (a *Problem) from a transient error.

@@ -187,7 +187,8 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	g.Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeClusterIP))
 	g.Expect(svc.Spec.Ports).To(HaveLen(1))
 	g.Expect(svc.Spec.Ports[0].Port).To(Equal(int32(80)))
-	g.Expect(svc.Spec.Ports[0].TargetPort).To(Equal(intstr.FromString("http")))
+	g.Expect(svc.Spec.Ports[0].Name).To(Equal("http"))
+	g.Expect(svc.Spec.Ports[0].TargetPort).To(Equal(intstr.FromInt32(resources.CallbackPort)))
 	g.Expect(svc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
 
 	// One replica: no PodDisruptionBudget, which would block node drains.

@@ -2,10 +2,13 @@ package controllers
 
 import (
 	"context"
+	"slices"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -28,19 +31,32 @@ import (
 // resources that use it without listing them all.
 const (
 	indexTokenSecret = "spec.auth.tokenSecretRef"
+	indexTLSSecret   = "spec.tls.secretName"
 	indexSinkRef     = "sinkRef"
 )
 
 // SetupWithManager registers the reconciler and its watches: the resources themselves (spec,
 // labels, annotations; not status, which changes with every count), their children, the
-// token Secrets they reference (metadata only) and their sinks.
+// token and TLS Secrets they reference (metadata only) and their sinks. The HTTPRoutes'
+// watch starts once the Gateway API is found installed (gatewayAPI).
 func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	if r.ClusterDomain == "" {
 		r.ClusterDomain = "cluster.local"
 	}
 	r.sinks = &sink.Resolver{Services: r.Client, Objects: r.APIReader, ClusterDomain: r.ClusterDomain}
 	r.tokens = newTokenCache(r.Client, r.APIReader)
+	r.certs = newTLSCache(r.Client, r.APIReader)
 	r.applied = &appliedVersions{}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	var err error
+	if r.GatewayAPIRecheck <= 0 {
+		r.GatewayAPIRecheck = DefaultGatewayAPIRecheck
+	}
+	if r.gateways, err = newGatewayAPI(mgr, r.Namespaces, r.GatewayAPIRecheck, r.canList); err != nil {
+		return err
+	}
 
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
@@ -50,6 +66,15 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 			return nil
 		}
 		return []string{cr.Namespace + "/" + cr.Spec.Auth.TokenSecretRef.Name}
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &cbv1.CallbackReceiver{}, indexTLSSecret, func(o client.Object) []string {
+		cr := o.(*cbv1.CallbackReceiver)
+		if cr.Spec.TLS == nil {
+			return nil
+		}
+		return []string{cr.Namespace + "/" + cr.Spec.TLS.SecretName}
 	}); err != nil {
 		return err
 	}
@@ -76,15 +101,17 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.mapByIndex(indexSinkRef, sinkKey(schema.GroupKind{Kind: "Service"})))).
-		WatchesMetadata(secretMeta, handler.EnqueueRequestsFromMapFunc(r.mapByIndex(indexTokenSecret, func(o client.Object) string {
+		Owns(&networkingv1.Ingress{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.mapByIndex(sinkKey(schema.GroupKind{Kind: "Service"}), indexSinkRef))).
+		WatchesMetadata(secretMeta, handler.EnqueueRequestsFromMapFunc(r.mapByIndex(func(o client.Object) string {
 			return o.GetNamespace() + "/" + o.GetName()
-		})), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
+		}, indexTokenSecret, indexTLSSecret)), builder.WithPredicates(predicate.ResourceVersionChangedPredicate{})).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, workers)}).
 		Build(r)
 	if err != nil {
 		return err
 	}
+	r.gateways.ctrl = c
 	r.kinds = &kindWatcher{ctrl: c, cache: mgr.GetCache(), r: r, watched: map[schema.GroupKind]bool{
 		{Kind: "Service"}: true, // watched above
 	}}
@@ -95,17 +122,23 @@ func sinkKey(gk schema.GroupKind) func(client.Object) string {
 	return func(o client.Object) string { return sink.IndexKey(gk, o.GetNamespace(), o.GetName()) }
 }
 
-// mapByIndex maps an object to the CallbackReceivers whose index field holds its key.
-func (r *CallbackReceiverReconciler) mapByIndex(index string, key func(client.Object) string) handler.MapFunc {
+// mapByIndex maps an object to the CallbackReceivers whose fields of any of the indexes hold
+// its key.
+func (r *CallbackReceiverReconciler) mapByIndex(key func(client.Object) string, indexes ...string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
-		list := &cbv1.CallbackReceiverList{}
-		if err := r.Client.List(ctx, list, client.MatchingFields{index: key(o)}); err != nil {
-			log.FromContext(ctx).Error(err, "listing CallbackReceivers by index", "index", index)
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for i := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		var reqs []reconcile.Request
+		for _, index := range indexes {
+			list := &cbv1.CallbackReceiverList{}
+			if err := r.Client.List(ctx, list, client.MatchingFields{index: key(o)}); err != nil {
+				log.FromContext(ctx).Error(err, "listing CallbackReceivers by index", "index", index)
+				continue
+			}
+			for i := range list.Items {
+				req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])}
+				if !slices.Contains(reqs, req) {
+					reqs = append(reqs, req)
+				}
+			}
 		}
 		return reqs
 	}
@@ -134,7 +167,7 @@ func (w *kindWatcher) ensure(ctx context.Context, gvk schema.GroupVersionKind) {
 	}
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(gvk)
-	src := source.Kind(w.cache, client.Object(m), handler.EnqueueRequestsFromMapFunc(w.r.mapByIndex(indexSinkRef, sinkKey(gvk.GroupKind()))))
+	src := source.Kind(w.cache, client.Object(m), handler.EnqueueRequestsFromMapFunc(w.r.mapByIndex(sinkKey(gvk.GroupKind()), indexSinkRef)))
 	if err := w.ctrl.Watch(src); err != nil {
 		log.FromContext(ctx).Error(err, "watching sink kind", "kind", gvk.String())
 		return

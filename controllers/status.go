@@ -6,8 +6,10 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers/resources"
@@ -40,7 +42,27 @@ type Facts struct {
 	// Deployment is the receiver's Deployment as last applied or read; nil when it does not
 	// exist or is not this resource's.
 	Deployment *appsv1.Deployment
+
+	// Certificate is spec.tls's certificate when its Secret holds a usable one; TLSProblem
+	// is why it cannot be served as it should (nil without spec.tls). A problem without a
+	// certificate holds the Deployment back (see TLSBlocksDeployment).
+	Certificate *Certificate
+	TLSProblem  *Problem
+	// ServesTLS tells whether the receiver pods serve HTTPS: spec.tls when the Deployment
+	// is applied, else what the running Deployment does. status.url follows it.
+	ServesTLS bool
+	// Ingress and Route are the exposing child as last applied or read; nil when the spec
+	// asks for none or it could not be written.
+	Ingress *networkingv1.Ingress
+	Route   *gwv1.HTTPRoute
+	// GatewayAPIProblem is why spec.httpRoute's route cannot be written: the API server
+	// serves no HTTPRoutes, or the manager may not list them.
+	GatewayAPIProblem *Problem
 }
+
+// TLSBlocksDeployment tells whether spec.tls's Secret is unusable, so that receiver pods
+// could not start with it. An expired certificate still loads, so it does not.
+func (f *Facts) TLSBlocksDeployment() bool { return f.TLSProblem != nil && f.Certificate == nil }
 
 // Problem is something the user has to fix, as a condition reason and a message that says
 // what to do.
@@ -67,18 +89,29 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 		st.Replicas, st.ReadyReplicas = f.Deployment.Status.Replicas, f.Deployment.Status.ReadyReplicas
 	}
 
+	exposed, callbackURL := exposedCondition(cr, f)
+	st.CallbackURL = callbackURL
 	conditions := []metav1.Condition{
 		tokenCondition(cr, f.TokenProblem),
+		tlsCondition(cr, f),
 		sinkCondition(&st, f.SinkProblem),
 		decisionsCondition(cr, f),
 		imageCondition(cr, f),
 		availableCondition(cr, f.Deployment),
+		exposed,
 	}
 	ready := metav1.Condition{
 		Type: cbv1.ConditionReady, Status: metav1.ConditionTrue, Reason: cbv1.ReasonReady,
 		Message: fmt.Sprintf("Receiving callbacks at %s.", st.URL),
 	}
+	if st.CallbackURL != "" {
+		ready.Message = fmt.Sprintf("Receiving callbacks at %s (in the cluster: %s) and delivering them to %s.", st.CallbackURL, st.URL, st.SinkURI)
+	}
 	for _, c := range conditions {
+		// Exposure is optional: a receiver reachable only in the cluster can be Ready.
+		if c.Type == cbv1.ConditionExposed && c.Reason == cbv1.ReasonNotExposed {
+			continue
+		}
 		if c.Status != metav1.ConditionTrue {
 			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, c.Reason, c.Message
 			break
@@ -193,7 +226,7 @@ func availableCondition(cr *cbv1.CallbackReceiver, d *appsv1.Deployment) metav1.
 	c := metav1.Condition{Type: cbv1.ConditionAvailable, Status: metav1.ConditionFalse}
 	if d == nil {
 		c.Reason = cbv1.ReasonDeploymentNotFound
-		c.Message = "The receiver's Deployment does not exist yet: see the TokenResolved and SinkResolved conditions."
+		c.Message = "The receiver's Deployment does not exist yet: see the TokenResolved, TLSResolved and SinkResolved conditions."
 		return c
 	}
 	want := resources.Replicas(cr)

@@ -63,7 +63,7 @@ const (
 	msgSink          = "Events go to " + statusSink + "."
 	msgTwoReady      = "2 of 2 receiver pods are ready."
 	msgReady         = "Receiving callbacks at " + statusURL + "."
-	msgNoDeployment  = "The receiver's Deployment does not exist yet: see the TokenResolved and SinkResolved conditions."
+	msgNoDeployment  = "The receiver's Deployment does not exist yet: see the TokenResolved, TLSResolved and SinkResolved conditions."
 	msgRollingOut    = "The Deployment controller has not yet seen the latest change."
 	msgSecretMissing = "Secret im-callback-token with the callback token does not exist: create it."
 	msgSinkMissing   = "spec.sink: Service chat/moderation does not exist: create it, or point spec.sink.ref at an existing one"
@@ -87,6 +87,8 @@ func TestComputeStatus(t *testing.T) {
 			cbv1.ConditionSinkResolved:  {metav1.ConditionTrue, cbv1.ReasonResolved, msgSink},
 			cbv1.ConditionImageResolved: {metav1.ConditionTrue, cbv1.ReasonOperatorImage, "Receivers run the operator's image " + statusImage + "."},
 			cbv1.ConditionAvailable:     {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
+			cbv1.ConditionTLSResolved:   {metav1.ConditionTrue, cbv1.ReasonTLSDisabled, msgTLSDisabled},
+			cbv1.ConditionExposed:       {metav1.ConditionFalse, cbv1.ReasonNotExposed, msgNotExposed},
 			cbv1.ConditionReady:         {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
 		}},
 		{"an allowed image override", func(cr *cbv1.CallbackReceiver) { cr.Spec.Image = "registry.example.com/mine:v2" },
@@ -219,8 +221,8 @@ func TestComputeStatus(t *testing.T) {
 					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
 				}
 			}
-			if len(st.Conditions) != 7 {
-				t.Errorf("%d conditions, want 7", len(st.Conditions))
+			if len(st.Conditions) != 9 {
+				t.Errorf("%d conditions, want 9", len(st.Conditions))
 			}
 		})
 	}

@@ -61,8 +61,12 @@ func run(m *testing.M) int {
 		// Failures speak through assertions; a stopping manager's "context canceled" is noise.
 		logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
-	var err error
-	if env, err = testenv.Start("..", testSinkCRD()); err != nil {
+	gatewayCRDs, err := testenv.GatewayAPICRDs()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if env, err = testenv.StartWith("..", []string{gatewayCRDs}, testSinkCRD()); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
 		return 1
 	}
@@ -81,6 +85,8 @@ type managerOptions struct {
 	allowImageOverride bool
 	// config, when set, is the identity the manager acts as; the admin's by default.
 	config *rest.Config
+	// gatewayAPIRecheck is how often the manager looks for the Gateway API CRDs.
+	gatewayAPIRecheck time.Duration
 }
 
 // startManager runs the operator's controllers, as cmd/manager wires them, for one
@@ -113,6 +119,7 @@ func startManager(t *testing.T, ns string, o managerOptions) (stop func()) {
 
 		AllowImageOverride: o.allowImageOverride,
 		Namespaces:         []string{ns},
+		GatewayAPIRecheck:  o.gatewayAPIRecheck,
 	}).SetupWithManager(mgr, 2); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 // +kubebuilder:validation:XValidation:rule="!has(self.routes) || !has(self.decisions) || self.routes.all(r, r.commands.all(c, self.decisions.all(d, !(c in d.commands))))",message="a command is in both spec.routes and spec.decisions: list each command once"
 // +kubebuilder:validation:XValidation:rule="!has(self.routes) || self.routes.all(r, self.routes.exists_one(o, o.commands.exists(c, c in r.commands)))",message="a command is in two of spec.routes: list each command once"
 // +kubebuilder:validation:XValidation:rule="!has(self.decisions) || self.decisions.all(d, self.decisions.exists_one(o, o.commands.exists(c, c in d.commands)))",message="a command is in two of spec.decisions: list each command once"
+// +kubebuilder:validation:XValidation:rule="!has(self.ingress) || !has(self.httpRoute)",message="set at most one of ingress and httpRoute: the receiver is exposed either through an Ingress or through a Gateway API HTTPRoute"
+// +kubebuilder:validation:XValidation:rule="(!has(self.ingress) && !has(self.httpRoute)) || (self.path.matches('^([^%]|%[0-9A-Fa-f]{2})*$') && !self.path.lowerAscii().contains('%2f'))",message="with ingress or httpRoute, path may use '%' only as a percent-escape of two hex digits, and not '%2F': Ingresses and HTTPRoutes refuse other paths"
 type CallbackReceiverSpec struct {
 	// SdkAppID is the SDKAppID of the IM app, as shown in the IM console. Callbacks whose
 	// SdkAppid query parameter differs are refused with 403.
@@ -107,6 +109,25 @@ type CallbackReceiverSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Service *ServiceSpec `json:"service,omitempty"`
+
+	// TLS makes the receiver serve HTTPS with the certificate of a Secret (the Service then
+	// listens on 443 unless service.port says otherwise). Without it the receiver speaks
+	// plain HTTP, which is enough behind an Ingress or Gateway that terminates HTTPS.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// Ingress exposes the receiver to IM through an Ingress for exactly spec.path on one
+	// host; status.callbackURL is then the URL to paste into the IM console. At most one of
+	// ingress and httpRoute. The Exposed condition says whether it is in place.
+	// +optional
+	Ingress *IngressSpec `json:"ingress,omitempty"`
+
+	// HTTPRoute exposes the receiver to IM through a Gateway API HTTPRoute for exactly
+	// spec.path on the given hostnames; status.callbackURL is then the URL to paste into
+	// the IM console, once a Gateway accepted the route. Needs the Gateway API CRDs
+	// (gateway.networking.k8s.io/v1) in the cluster. At most one of ingress and httpRoute.
+	// +optional
+	HTTPRoute *HTTPRouteSpec `json:"httpRoute,omitempty"`
 }
 
 // Command is the name of an IM callback, the CallbackCommand query parameter, such as
@@ -250,9 +271,10 @@ type ServiceSpec struct {
 	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
 	Type corev1.ServiceType `json:"type,omitempty"`
 
-	// Port the Service listens on for callbacks.
+	// Port the Service listens on for callbacks: 443 when spec.tls is set, else 80.
+	// (Resources created by operator versions that defaulted this field hold 80 here
+	// explicitly: remove it to get 443 with spec.tls.)
 	// +optional
-	// +kubebuilder:default=80
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port,omitempty"`
@@ -331,9 +353,10 @@ type CallbackReceiverStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: TokenResolved, SinkResolved, DecisionsResolved, ImageResolved and
-	// Available, and Ready, which summarises them (see each condition's reason and message
-	// for what to do); CommandsRecognized is advisory, not part of Ready.
+	// Conditions: TokenResolved, TLSResolved, SinkResolved, DecisionsResolved, ImageResolved,
+	// Available and Exposed, and Ready, which summarises them (see each condition's reason
+	// and message for what to do). Exposed counts in Ready only when spec.ingress or
+	// spec.httpRoute is set; CommandsRecognized is advisory, not part of Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -341,9 +364,18 @@ type CallbackReceiverStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 
-	// URL is the in-cluster callback URL, including the path.
+	// URL is the in-cluster callback URL, including the path: https when the receiver
+	// serves TLS (spec.tls).
 	// +optional
 	URL string `json:"url,omitempty"`
+
+	// CallbackURL is the URL to paste into the IM console's callback settings: the scheme,
+	// the public host of spec.ingress or spec.httpRoute, and spec.path. It is https when the
+	// Ingress terminates TLS (spec.ingress.tls) and for an HTTPRoute (whose Gateway listener
+	// is expected to terminate it), http for an Ingress without TLS. Empty until the
+	// receiver is exposed (the Exposed condition says what is missing).
+	// +optional
+	CallbackURL string `json:"callbackURL,omitempty"`
 
 	// SinkURI is the resolved address events are sent to.
 	// +optional
@@ -407,6 +439,7 @@ type CallbackReceiverStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Sink",type=string,priority=1,JSONPath=`.status.sinkURI`
+// +kubebuilder:printcolumn:name="Callback URL",type=string,priority=1,JSONPath=`.status.callbackURL`
 // +kubebuilder:printcolumn:name="Decided",type=integer,priority=1,JSONPath=`.status.counts.decided`
 type CallbackReceiver struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -2,6 +2,8 @@ package v1alpha1
 
 // Condition types of a CallbackReceiver. Ready summarises the others: it is True when all of
 // them are, else it carries the reason and message of the first that is not, in this order.
+// Exposed counts only when the spec asks for exposure (spec.ingress or spec.httpRoute):
+// a receiver that is only reachable in the cluster (reason NotExposed) can be Ready.
 const (
 	// ConditionReady is True when the receiver accepts callbacks and knows where to deliver them.
 	ConditionReady = "Ready"
@@ -25,6 +27,12 @@ const (
 	ConditionImageResolved = "ImageResolved"
 	// ConditionAvailable is True when the receiver's Deployment has ready pods.
 	ConditionAvailable = "Available"
+	// ConditionTLSResolved is True when the receiver serves HTTPS with a usable certificate
+	// from spec.tls.secretName, or when spec.tls is not set (reason TLSDisabled).
+	ConditionTLSResolved = "TLSResolved"
+	// ConditionExposed is True when IM can reach the receiver at status.callbackURL: the
+	// Ingress exists, or every parent Gateway accepted the HTTPRoute.
+	ConditionExposed = "Exposed"
 )
 
 // Reasons of the Ready condition.
@@ -90,4 +98,53 @@ const (
 	ReasonMinimumReplicasAvailable   = "MinimumReplicasAvailable"
 	ReasonMinimumReplicasUnavailable = "MinimumReplicasUnavailable"
 	ReasonRollingOut                 = "RollingOut"
+)
+
+// Reasons of the TLSResolved condition.
+const (
+	// ReasonTLSDisabled: no spec.tls; the receiver speaks plain HTTP.
+	ReasonTLSDisabled = "TLSDisabled"
+	// ReasonCertificateFound: the Secret holds a certificate and matching key, valid now.
+	ReasonCertificateFound = "CertificateFound"
+	// ReasonTLSSecretNotFound: spec.tls.secretName names no Secret.
+	ReasonTLSSecretNotFound = "TLSSecretNotFound"
+	// ReasonTLSSecretInvalid: the Secret lacks tls.crt or tls.key, or they do not parse or
+	// do not match.
+	ReasonTLSSecretInvalid = "TLSSecretInvalid"
+	// ReasonTLSCertificateExpired: the certificate's validity ended; the receiver serves it
+	// all the same, and IM refuses it.
+	ReasonTLSCertificateExpired = "TLSCertificateExpired"
+	// ReasonTLSCertificateNotYetValid: the certificate's validity has not begun.
+	ReasonTLSCertificateNotYetValid = "TLSCertificateNotYetValid"
+)
+
+// Reasons of the Exposed condition.
+const (
+	// ReasonNotExposed: neither spec.ingress nor spec.httpRoute; status.callbackURL is
+	// empty. It does not make Ready False.
+	ReasonNotExposed = "NotExposed"
+	// ReasonIngressConfigured: the Ingress exists and its ingress controller terminates
+	// HTTPS (spec.ingress.tls).
+	ReasonIngressConfigured = "IngressConfigured"
+	// ReasonIngressWithoutTLS: the Ingress exists and serves plain HTTP; IM recommends HTTPS.
+	ReasonIngressWithoutTLS = "IngressWithoutTLS"
+	// ReasonIngressNotFound: the Ingress could not be written yet (see ApplyFailed).
+	ReasonIngressNotFound = "IngressNotFound"
+	// ReasonRouteAccepted: every parent Gateway accepted the HTTPRoute.
+	ReasonRouteAccepted = "RouteAccepted"
+	// ReasonRoutePending: a parent Gateway has not reported on the current HTTPRoute yet.
+	ReasonRoutePending = "RoutePending"
+	// ReasonRouteNotAccepted: a parent Gateway refused the HTTPRoute; the message has its
+	// reason and message.
+	ReasonRouteNotAccepted = "RouteNotAccepted"
+	// ReasonRouteRefsNotResolved: a parent Gateway accepted the HTTPRoute but cannot reach
+	// the receiver's Service.
+	ReasonRouteRefsNotResolved = "RouteRefsNotResolved"
+	// ReasonRouteNotFound: the HTTPRoute could not be written yet (see ApplyFailed).
+	ReasonRouteNotFound = "RouteNotFound"
+	// ReasonGatewayAPINotInstalled: the API server does not serve
+	// gateway.networking.k8s.io/v1 HTTPRoutes.
+	ReasonGatewayAPINotInstalled = "GatewayAPINotInstalled"
+	// ReasonHTTPRoutesForbidden: the operator's role does not let it list HTTPRoutes.
+	ReasonHTTPRoutesForbidden = "HTTPRoutesForbidden"
 )

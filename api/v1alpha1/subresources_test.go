@@ -126,6 +126,7 @@ func TestPrinterColumns(t *testing.T) {
 		ReadyReplicas: 2,
 		URL:           "http://blacklist." + ns + ".svc.cluster.local/im/callback",
 		SinkURI:       "http://moderation.chat.svc.cluster.local/events",
+		CallbackURL:   "https://im.example.com/im/callback",
 		Counts:        cbv1.Counts{Received: 10, Accepted: 6, Rejected: 1, Decided: 3, Delivered: 5, Failed: 1},
 	}
 	meta.SetStatusCondition(&cr.Status.Conditions, metav1.Condition{
@@ -141,7 +142,7 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Decided"}
+	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Callback URL", "Decided"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("columns = %v, want %v", names, wantNames)
 	}
@@ -154,8 +155,8 @@ func TestPrinterColumns(t *testing.T) {
 	if !reflect.DeepEqual(cells[:7], want) {
 		t.Fatalf("row = %v, want it to start with %v", cells, want)
 	}
-	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI || cells[10] != float64(3) {
-		t.Fatalf("wide columns = %v, %v, %v", cells[8], cells[9], cells[10])
+	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI || cells[10] != cr.Status.CallbackURL || cells[11] != float64(3) {
+		t.Fatalf("wide columns = %v", cells[8:])
 	}
 }
 

@@ -97,7 +97,8 @@ func TestSampleIsAcceptedAndDefaulted(t *testing.T) {
 		{"delivery.backoffDelay", s.Delivery.BackoffDelay.Duration, 200 * time.Millisecond},
 		{"delivery.timeout", s.Delivery.Timeout.Duration, time.Second},
 		{"service.type", string(s.Service.Type), "ClusterIP"},
-		{"service.port", s.Service.Port, int32(80)},
+		// Not defaulted by the schema: the controller picks 443 with spec.tls, else 80.
+		{"service.port", s.Service.Port, int32(0)},
 		{"sink.uri", s.Sink.URI, "/events"},
 		{"sink.ref.name", s.Sink.Ref.Name, "moderation"},
 	}
@@ -218,6 +219,24 @@ func TestInvalidManifestsAreRefusedWithAClearMessage(t *testing.T) {
 		{"service type ExternalName", []string{"spec", "service", "type"}, "ExternalName", `Unsupported value: "ExternalName"`},
 		{"service port zero", []string{"spec", "service", "port"}, int64(0), "spec.service.port in body should be greater than or equal to 1"},
 		{"image with space", []string{"spec", "image"}, "my image", "image must be an image reference without spaces"},
+		{"tls without secret", []string{"spec", "tls"}, map[string]any{}, "spec.tls.secretName: Required value"},
+		{"tls secret name invalid", []string{"spec", "tls", "secretName"}, "My_Cert", "secretName must be a Secret name"},
+		{"ingress and httpRoute together", []string{"spec"}, withExposure(map[string]any{"ingress": ingressSpec, "httpRoute": routeSpec}), "set at most one of ingress and httpRoute"},
+		{"ingress without host", []string{"spec", "ingress"}, map[string]any{"className": "nginx"}, "spec.ingress.host: Required value"},
+		{"ingress host with scheme", []string{"spec", "ingress"}, map[string]any{"host": "https://im.example.com"}, "host must be a lower-case DNS name"},
+		{"ingress host wildcard", []string{"spec", "ingress"}, map[string]any{"host": "*.example.com"}, "host must be a lower-case DNS name"},
+		{"ingress host IP address", []string{"spec", "ingress"}, map[string]any{"host": "203.0.113.7"}, "not an IP address"},
+		{"ingress host with port", []string{"spec", "ingress"}, map[string]any{"host": "im.example.com:8443"}, "host must be a lower-case DNS name"},
+		{"ingress class invalid", []string{"spec", "ingress"}, map[string]any{"host": "im.example.com", "className": "Nginx Public"}, "className must be an IngressClass name"},
+		{"ingress tls without secret", []string{"spec", "ingress"}, map[string]any{"host": "im.example.com", "tls": map[string]any{}}, "spec.ingress.tls.secretName: Required value"},
+		{"httpRoute without parents", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{}, "hostnames": []any{"im.example.com"}}, "spec.httpRoute.parentRefs in body should have at least 1 items"},
+		{"httpRoute without hostnames", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{map[string]any{"name": "public"}}}, "spec.httpRoute.hostnames: Required value"},
+		{"httpRoute wildcard hostname", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{map[string]any{"name": "public"}}, "hostnames": []any{"*.example.com"}}, "each hostname must be a lower-case DNS name"},
+		{"httpRoute duplicate hostname", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{map[string]any{"name": "public"}}, "hostnames": []any{"im.example.com", "im.example.com"}}, "Duplicate value"},
+		{"httpRoute parent without name", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{map[string]any{"kind": "Gateway"}}, "hostnames": []any{"im.example.com"}}, "spec.httpRoute.parentRefs[0].name: Required value"},
+		{"httpRoute parent port zero", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{map[string]any{"name": "public", "port": int64(0)}}, "hostnames": []any{"im.example.com"}}, "should be greater than or equal to 1"},
+		{"exposed path with an escaped slash", []string{"spec"}, withExposure(map[string]any{"path": "/im%2Fcallback", "ingress": ingressSpec}), "may use '%' only as a percent-escape"},
+		{"exposed path with a bare percent", []string{"spec"}, withExposure(map[string]any{"path": "/im%zz", "httpRoute": routeSpec}), "may use '%' only as a percent-escape"},
 	}
 	if len(cases) < 15 {
 		t.Fatalf("the issue asks for at least 15 invalid manifests, have %d", len(cases))
@@ -268,6 +287,14 @@ func TestValidVariantsAreAccepted(t *testing.T) {
 		{"durations", []string{"spec", "delivery"}, map[string]any{"retry": int64(0), "backoffPolicy": "linear", "backoffDelay": "1m30s", "timeout": "250ms", "deadLetterSink": map[string]any{"uri": "http://dlq.chat.svc.cluster.local"}}},
 		{"replicas zero", []string{"spec", "replicas"}, int64(0)},
 		{"load balancer service", []string{"spec", "service"}, map[string]any{"type": "LoadBalancer", "port": int64(8443), "annotations": map[string]any{"service.beta.kubernetes.io/x": "y"}}},
+		{"tls", []string{"spec", "tls"}, map[string]any{"secretName": "im-callback-tls"}},
+		{"ingress, everything", []string{"spec", "ingress"}, map[string]any{"className": "nginx", "host": "im-callback.example.com", "annotations": map[string]any{"cert-manager.io/cluster-issuer": "letsencrypt"}, "tls": map[string]any{"secretName": "im-callback-example-com"}}},
+		{"httpRoute, everything", []string{"spec", "httpRoute"}, map[string]any{"parentRefs": []any{
+			map[string]any{"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": "infra", "name": "public", "sectionName": "https", "port": int64(443)},
+			map[string]any{"group": "", "kind": "Service", "name": "mesh"},
+		}, "hostnames": []any{"im.example.com", "im.example.org"}}},
+		{"exposed path with a percent-escape", []string{"spec"}, withExposure(map[string]any{"path": "/im/callback%20v2", "ingress": ingressSpec})},
+		{"unexposed path with an escaped slash", []string{"spec", "path"}, "/im%2Fcallback"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -280,6 +307,20 @@ func TestValidVariantsAreAccepted(t *testing.T) {
 			}
 		})
 	}
+}
+
+var (
+	ingressSpec = map[string]any{"host": "im.example.com"}
+	routeSpec   = map[string]any{"parentRefs": []any{map[string]any{"name": "public"}}, "hostnames": []any{"im.example.com"}}
+)
+
+// withExposure is the valid object's spec with the given fields set.
+func withExposure(fields map[string]any) map[string]any {
+	spec := validObject("").Object["spec"].(map[string]any)
+	for k, v := range fields {
+		spec[k] = v
+	}
+	return spec
 }
 
 // readDocs splits a YAML file into its documents.

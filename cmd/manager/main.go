@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers"
@@ -33,6 +34,9 @@ var scheme = runtime.NewScheme()
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(cbv1.AddToScheme(scheme))
+	// HTTPRoutes are written when the Gateway API is installed; knowing the type costs
+	// nothing when it is not.
+	utilruntime.Must(gwv1.Install(scheme))
 }
 
 type options struct {

@@ -34,6 +34,8 @@ const (
 	AdminPort        = contract.DefaultAdminPort
 	CallbackPortName = "http"
 	AdminPortName    = "admin"
+	// CallbackTLSPortName names the callback port when the receiver serves HTTPS.
+	CallbackTLSPortName = "https"
 
 	// GracePeriod leaves the receiver time to finish its own shutdown (drain and final
 	// scrape, bounded by its default --shutdown-timeout) and exit before the kubelet kills it.
@@ -112,9 +114,12 @@ func ServiceAccount(cr *cbv1.CallbackReceiver) *corev1ac.ServiceAccountApplyConf
 		WithAutomountServiceAccountToken(false)
 }
 
-// Service routes callbacks to the receiver pods' callback port.
-func Service(cr *cbv1.CallbackReceiver) *corev1ac.ServiceApplyConfiguration {
-	svc := serviceSpec(cr)
+// Service routes callbacks to the receiver pods' callback port. tls says whether the pods
+// that run serve HTTPS (see ServesTLS): it names the port and chooses its default number.
+// The target is the container port's number, not its name, which changes with TLS: while
+// pods of both kinds run during a rollout, every one of them stays an endpoint.
+func Service(cr *cbv1.CallbackReceiver, tls bool) *corev1ac.ServiceApplyConfiguration {
+	svc := serviceSpec(cr, tls)
 	ac := corev1ac.Service(cr.Name, cr.Namespace).
 		WithLabels(Labels(cr)).
 		WithOwnerReferences(owner(cr)).
@@ -122,21 +127,33 @@ func Service(cr *cbv1.CallbackReceiver) *corev1ac.ServiceApplyConfiguration {
 			WithType(svc.Type).
 			WithSelector(SelectorLabels(cr)).
 			WithPorts(corev1ac.ServicePort().
-				WithName(CallbackPortName).
+				WithName(CallbackPortNameFor(tls)).
 				WithProtocol(corev1.ProtocolTCP).
 				WithPort(svc.Port).
-				WithTargetPort(intstr.FromString(CallbackPortName))))
+				WithTargetPort(intstr.FromInt32(CallbackPort))))
 	if len(svc.Annotations) > 0 {
 		ac.WithAnnotations(svc.Annotations)
 	}
 	return ac
 }
 
-// ServicePort is the port the Service listens on.
-func ServicePort(cr *cbv1.CallbackReceiver) int32 { return serviceSpec(cr).Port }
+// ServicePort is the port the Service listens on: spec.service.port, else 443 when the
+// receiver serves HTTPS, else 80.
+func ServicePort(cr *cbv1.CallbackReceiver, tls bool) int32 { return serviceSpec(cr, tls).Port }
 
-func serviceSpec(cr *cbv1.CallbackReceiver) cbv1.ServiceSpec {
+// CallbackPortNameFor names the callback port of the container and the Service.
+func CallbackPortNameFor(tls bool) string {
+	if tls {
+		return CallbackTLSPortName
+	}
+	return CallbackPortName
+}
+
+func serviceSpec(cr *cbv1.CallbackReceiver, tls bool) cbv1.ServiceSpec {
 	s := cbv1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Port: 80}
+	if tls {
+		s.Port = 443
+	}
 	if cr.Spec.Service != nil {
 		if cr.Spec.Service.Type != "" {
 			s.Type = cr.Spec.Service.Type
@@ -224,6 +241,11 @@ func Args(cr *cbv1.CallbackReceiver, p Params) []string {
 	if a := cr.Spec.Auth; a != nil {
 		args = appendDuration(args, contract.FlagMaxClockSkew, a.MaxClockSkew)
 	}
+	if cr.Spec.TLS != nil {
+		args = append(args,
+			contract.Arg(contract.FlagTLSCertFile, TLSCertFile),
+			contract.Arg(contract.FlagTLSKeyFile, TLSKeyFile))
+	}
 	return args
 }
 
@@ -259,7 +281,7 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 		WithCommand("/receiver").
 		WithArgs(Args(cr, p)...).
 		WithPorts(
-			corev1ac.ContainerPort().WithName(CallbackPortName).WithContainerPort(CallbackPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName(CallbackPortNameFor(cr.Spec.TLS != nil)).WithContainerPort(CallbackPort).WithProtocol(corev1.ProtocolTCP),
 			corev1ac.ContainerPort().WithName(AdminPortName).WithContainerPort(AdminPort).WithProtocol(corev1.ProtocolTCP),
 		).
 		WithResources(resourcesApply(res)).
@@ -291,6 +313,20 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 				WithName(a.TokenSecretRef.Name).WithKey(a.TokenSecretRef.Key))))
 	}
 	container.WithEnv(env...)
+	podSecurity := corev1ac.PodSecurityContext().
+		WithRunAsNonRoot(true).
+		WithRunAsUser(RunAsUser).
+		WithRunAsGroup(RunAsUser).
+		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
+	var volumes []*corev1ac.VolumeApplyConfiguration
+	if t := cr.Spec.TLS; t != nil {
+		v, m := tlsVolume(t)
+		volumes = append(volumes, v)
+		container.WithVolumeMounts(m)
+		// The kubelet gives the Secret's files this group, so the receiver (not root) can
+		// read a key that others cannot.
+		podSecurity.WithFSGroup(RunAsUser)
+	}
 
 	template := corev1ac.PodTemplateSpec().
 		WithLabels(Labels(cr)).
@@ -303,12 +339,11 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 		WithAutomountServiceAccountToken(false).
 		WithEnableServiceLinks(false).
 		WithTerminationGracePeriodSeconds(GracePeriod).
-		WithSecurityContext(corev1ac.PodSecurityContext().
-			WithRunAsNonRoot(true).
-			WithRunAsUser(RunAsUser).
-			WithRunAsGroup(RunAsUser).
-			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+		WithSecurityContext(podSecurity).
 		WithContainers(container)
+	if len(volumes) > 0 {
+		podSpec.WithVolumes(volumes...)
+	}
 	// Spread the pods over nodes, so one node's loss does not take every receiver. Set
 	// whatever the replicas, so that scaling does not change the pod template (a rollout).
 	podSpec.WithTopologySpreadConstraints(corev1ac.TopologySpreadConstraint().

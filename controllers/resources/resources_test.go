@@ -3,6 +3,7 @@ package resources
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,6 +159,49 @@ func TestDeployment(t *testing.T) {
 				t.Errorf("checksum annotation %q", got)
 			}
 		}},
+		{"TLS: the Secret mounted read-only, for the receiver's group only", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.TLS = &cbv1.TLSSpec{SecretName: "im-callback-tls"}
+		}, params, func(t *testing.T, d *appsv1.Deployment) {
+			pod := d.Spec.Template.Spec
+			c := pod.Containers[0]
+			want := []corev1.Volume{{Name: TLSVolumeName, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: "im-callback-tls", DefaultMode: ptr.To(int32(0o440)),
+			}}}}
+			if !reflect.DeepEqual(pod.Volumes, want) {
+				t.Errorf("volumes %+v", pod.Volumes)
+			}
+			if m := c.VolumeMounts; len(m) != 1 || m[0].Name != TLSVolumeName || m[0].MountPath != "/etc/imcallback/tls" || !m[0].ReadOnly {
+				t.Errorf("mounts %+v", m)
+			}
+			if fs := pod.SecurityContext.FSGroup; fs == nil || *fs != RunAsUser || *pod.SecurityContext.RunAsGroup != RunAsUser {
+				t.Errorf("fsGroup %v: the receiver's group must own the key's files", fs)
+			}
+			args := strings.Join(c.Args, " ")
+			if !strings.Contains(args, "--tls-cert-file=/etc/imcallback/tls/tls.crt") || !strings.Contains(args, "--tls-key-file=/etc/imcallback/tls/tls.key") {
+				t.Errorf("args %q", c.Args)
+			}
+			if c.Ports[0].Name != "https" || c.Ports[0].ContainerPort != CallbackPort {
+				t.Errorf("callback port %+v", c.Ports[0])
+			}
+			// No copy or checksum of the certificate: a renewal must not roll the pods.
+			for k := range d.Spec.Template.Annotations {
+				if strings.Contains(k, "tls") || strings.Contains(k, "cert") {
+					t.Errorf("pod template annotation %s: a renewed certificate would restart the pods", k)
+				}
+			}
+			if !ServesTLS(d) {
+				t.Error("ServesTLS does not recognise the Deployment")
+			}
+		}},
+		{"no TLS: no volume, no fsGroup", nil, params, func(t *testing.T, d *appsv1.Deployment) {
+			pod := d.Spec.Template.Spec
+			if len(pod.Volumes) != 0 || len(pod.Containers[0].VolumeMounts) != 0 || pod.SecurityContext.FSGroup != nil {
+				t.Errorf("volumes %+v, fsGroup %v", pod.Volumes, pod.SecurityContext.FSGroup)
+			}
+			if pod.Containers[0].Ports[0].Name != "http" || ServesTLS(d) {
+				t.Errorf("callback port %+v", pod.Containers[0].Ports[0])
+			}
+		}},
 		{"three replicas spread over nodes", func(cr *cbv1.CallbackReceiver) { cr.Spec.Replicas = ptr.To(int32(3)) }, params,
 			func(t *testing.T, d *appsv1.Deployment) {
 				ts := d.Spec.Template.Spec.TopologySpreadConstraints
@@ -220,22 +264,33 @@ func TestService(t *testing.T) {
 	cases := []struct {
 		name        string
 		svc         *cbv1.ServiceSpec
+		tls         bool
 		wantType    corev1.ServiceType
 		wantPort    int32
+		wantName    string
 		annotations map[string]string
 	}{
-		{"defaults", nil, corev1.ServiceTypeClusterIP, 80, nil},
-		{"load balancer", &cbv1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 443, Annotations: map[string]string{"a": "b"}},
-			corev1.ServiceTypeLoadBalancer, 443, map[string]string{"a": "b"}},
+		{"defaults", nil, false, corev1.ServiceTypeClusterIP, 80, "http", nil},
+		{"load balancer", &cbv1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 443, Annotations: map[string]string{"a": "b"}}, false,
+			corev1.ServiceTypeLoadBalancer, 443, "http", map[string]string{"a": "b"}},
+		{"TLS: 443 by default", nil, true, corev1.ServiceTypeClusterIP, 443, "https", nil},
+		{"TLS: 443 when the port is not set", &cbv1.ServiceSpec{Type: corev1.ServiceTypeClusterIP}, true, corev1.ServiceTypeClusterIP, 443, "https", nil},
+		{"TLS on the port the spec says", &cbv1.ServiceSpec{Port: 8443}, true, corev1.ServiceTypeClusterIP, 8443, "https", nil},
+		{"TLS on port 80 when a resource holds it explicitly", &cbv1.ServiceSpec{Port: 80}, true, corev1.ServiceTypeClusterIP, 80, "https", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cr := base()
 			cr.Spec.Service = c.svc
-			s := decode[corev1.Service](t, Service(cr))
+			s := decode[corev1.Service](t, Service(cr, c.tls))
 			p := s.Spec.Ports
-			if s.Spec.Type != c.wantType || len(p) != 1 || p[0].Port != c.wantPort || p[0].TargetPort.StrVal != CallbackPortName {
+			// The target is the container port's number: pods with and without TLS (a rollout)
+			// are endpoints alike.
+			if s.Spec.Type != c.wantType || len(p) != 1 || p[0].Port != c.wantPort || p[0].Name != c.wantName || p[0].TargetPort.IntValue() != CallbackPort {
 				t.Fatalf("type %s ports %+v", s.Spec.Type, p)
+			}
+			if got := ServicePort(cr, c.tls); got != c.wantPort {
+				t.Fatalf("ServicePort = %d, want %d", got, c.wantPort)
 			}
 			if !reflect.DeepEqual(s.Annotations, c.annotations) || !reflect.DeepEqual(s.Spec.Selector, SelectorLabels(cr)) {
 				t.Fatalf("annotations %v selector %v", s.Annotations, s.Spec.Selector)

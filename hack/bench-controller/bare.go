@@ -148,7 +148,7 @@ func bareRun(ctx context.Context, o options, cp *controlPlane, setup client.Clie
 				}
 				cr := crs[i]
 				for _, ac := range []namedApply{
-					resources.ServiceAccount(cr), resources.Service(cr), resources.Deployment(cr, params),
+					resources.ServiceAccount(cr), resources.Service(cr, false), resources.Deployment(cr, params),
 				} {
 					if err := apply(ac); err != nil {
 						errs <- fmt.Errorf("%s: %w", cr.Name, err)

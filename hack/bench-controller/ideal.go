@@ -111,7 +111,7 @@ func idealRun(ctx context.Context, o options, cp *controlPlane, setup client.Cli
 
 func idealReconcile(ctx context.Context, c client.Client, cr *cbv1.CallbackReceiver, params resources.Params, sinkURI string) error {
 	deployment := resources.Deployment(cr, params)
-	for _, ac := range []namedApply{resources.ServiceAccount(cr), resources.Service(cr), deployment} {
+	for _, ac := range []namedApply{resources.ServiceAccount(cr), resources.Service(cr, false), deployment} {
 		if err := c.Apply(ctx, ac, client.FieldOwner(controllers.FieldManager), client.ForceOwnership); err != nil {
 			return err
 		}

@@ -6,7 +6,11 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 )
@@ -32,12 +37,18 @@ type Env struct {
 // Start boots the API server and installs the CRDs of config/crd/bases (repoRoot is the
 // path of the checkout from the calling package) and any extra ones.
 func Start(repoRoot string, extra ...*apiextensionsv1.CustomResourceDefinition) (*Env, error) {
+	return StartWith(repoRoot, nil, extra...)
+}
+
+// StartWith is Start that also installs the CRDs of crdPaths (files or directories, such as
+// GatewayAPICRDs).
+func StartWith(repoRoot string, crdPaths []string, extra ...*apiextensionsv1.CustomResourceDefinition) (*Env, error) {
 	e := &Env{Scheme: runtime.NewScheme(), env: &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(repoRoot, "config", "crd", "bases")}, crdPaths...),
 		CRDs:                  extra,
 		ErrorIfCRDPathMissing: true,
 	}}
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cbv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cbv1.AddToScheme, gwv1.Install} {
 		if err := add(e.Scheme); err != nil {
 			return nil, err
 		}
@@ -51,6 +62,29 @@ func Start(repoRoot string, extra ...*apiextensionsv1.CustomResourceDefinition) 
 		return nil, errors.Join(err, e.env.Stop())
 	}
 	return e, nil
+}
+
+// GatewayAPICRDs is the directory of the Gateway API's standard-channel CRDs in the module
+// cache, at the version go.mod requires: what a user installs, not a copy.
+func GatewayAPICRDs() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", gatewayAPIModule).Output()
+	if err != nil {
+		return "", fmt.Errorf("locating %s: %w", gatewayAPIModule, err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard")
+	if _, err := os.Stat(dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+const gatewayAPIModule = "sigs.k8s.io/gateway-api"
+
+// InstallCRDs installs the CRDs of paths into the running API server and waits until they
+// are served.
+func (e *Env) InstallCRDs(paths ...string) error {
+	_, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: paths, ErrorIfPathMissing: true})
+	return err
 }
 
 // Stop stops the API server and etcd.

@@ -140,8 +140,9 @@ func TestDefaultBuildsTheWholeOperator(t *testing.T) {
 	}
 }
 
-// TestManagerRoleIsLeastPrivilege: the generated role never deletes what the garbage
-// collector removes, never writes Secrets and never uses wildcards.
+// TestManagerRoleIsLeastPrivilege: the generated role deletes only the children a spec change
+// removes (the garbage collector removes the rest), never writes Secrets and never uses
+// wildcards.
 func TestManagerRoleIsLeastPrivilege(t *testing.T) {
 	role := as(t, find(build(t, "default"), "ClusterRole", "callback-operator-manager-role"), &rbacv1.ClusterRole{})
 	for _, r := range role.Rules {
@@ -152,9 +153,32 @@ func TestManagerRoleIsLeastPrivilege(t *testing.T) {
 			if res == "secrets" && !slices.Equal(r.Verbs, []string{"get", "list", "watch"}) {
 				t.Errorf("secrets: %v", r.Verbs)
 			}
-			if slices.Contains(r.Verbs, "delete") && res != "poddisruptionbudgets" {
-				t.Errorf("%s may be deleted: only the PodDisruptionBudget is deleted by the operator", res)
+			if slices.Contains(r.Verbs, "delete") && !slices.Contains(removedBySpec, res) {
+				t.Errorf("%s may be deleted: the operator deletes only %v, when the spec no longer asks for them", res, removedBySpec)
 			}
+		}
+	}
+}
+
+// removedBySpec are the children the operator deletes itself: the PodDisruptionBudget when
+// the replicas drop to one, the Ingress and the HTTPRoute when their field is removed.
+var removedBySpec = []string{"poddisruptionbudgets", "ingresses", "httproutes"}
+
+// TestManagerRoleCoversExposure: the role writes Ingresses and HTTPRoutes with exactly the
+// verbs the controller uses.
+func TestManagerRoleCoversExposure(t *testing.T) {
+	role := as(t, find(build(t, "default"), "ClusterRole", "callback-operator-manager-role"), &rbacv1.ClusterRole{})
+	want := []string{"create", "delete", "get", "list", "patch", "update", "watch"}
+	for group, res := range map[string]string{"networking.k8s.io": "ingresses", "gateway.networking.k8s.io": "httproutes"} {
+		var verbs []string
+		for _, r := range role.Rules {
+			if slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, res) {
+				verbs = append(verbs, r.Verbs...)
+			}
+		}
+		slices.Sort(verbs)
+		if !slices.Equal(verbs, want) {
+			t.Errorf("%s.%s: verbs %v, want %v", res, group, verbs, want)
 		}
 	}
 }
