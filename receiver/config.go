@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/imcallback/callback-operator/receiver/authtoken"
 )
 
 // Defaults of the flags and Config fields, as design.md fixes them.
@@ -66,7 +68,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxClockSkew bounds |RequestTime - now| when a Token is set.
 	MaxClockSkew time.Duration
-	// Token is the IM console's callback token; empty turns authentication off.
+	// Token is the IM console's callback token, as authtoken.Parse returns it; empty turns
+	// authentication off.
 	Token string
 
 	// Listen and AdminListen are the addresses Run listens on (callbacks, and /metrics,
@@ -222,6 +225,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		add("max-body-bytes must be > 0, got %d", c.MaxBodyBytes)
+	}
+	if c.Token != "" {
+		// Never the value itself: errors end up in logs.
+		if t, err := authtoken.Parse(c.Token); err != nil || t != c.Token {
+			add("token must not be blank or have surrounding white space (read it with authtoken.Parse)")
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls-cert-file and tls-key-file must be given together")

@@ -357,6 +357,6 @@ func (r *Receiver) logStart(callbacks, admin net.Listener) {
 	}
 	r.log.Info("receiver starting", attrs...)
 	if r.cfg.Token == "" {
-		r.log.Warn("callbacks are NOT authenticated: IM_CALLBACK_TOKEN is empty, so Sign and RequestTime are not checked; anybody who can reach the callback URL can submit events")
+		r.log.Warn("callbacks are NOT authenticated: IM_CALLBACK_TOKEN is not set, so Sign and RequestTime are not checked; anybody who can reach the callback URL can submit events")
 	}
 }

@@ -25,19 +25,22 @@ import (
 
 	"github.com/imcallback/callback-operator/internal/version"
 	"github.com/imcallback/callback-operator/receiver"
+	"github.com/imcallback/callback-operator/receiver/authtoken"
 )
 
 // TokenEnv names the environment variable holding the IM console's callback token.
-const TokenEnv = "IM_CALLBACK_TOKEN"
+const TokenEnv = authtoken.EnvVar
 
 // defaultGCPercent is the GC target unless GOGC is set.
 const defaultGCPercent = 400
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// run is main with its environment passed in; lookupEnv tells an unset variable from a
+// blank one, which is what decides whether callbacks are authenticated.
+func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	cfg, opts, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -50,7 +53,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stdout, "receiver", version.Version)
 		return 0
 	}
-	if getenv("GOGC") == "" {
+	if gogc, _ := lookupEnv("GOGC"); gogc == "" {
 		// The live heap is small (mostly the queue) while every callback allocates a few KiB
 		// in net/http and the CloudEvents SDK; more headroom trades a few MiB for far fewer
 		// collections. GOGC in the environment still wins.
@@ -59,8 +62,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: opts.logLevel}))
 	slog.SetDefault(logger)
 	cfg.Logger = logger
-	// Secrets mounted from files often end in a newline; a token never has surrounding space.
-	cfg.Token = strings.TrimSpace(getenv(TokenEnv))
+	// Only an unset variable means "no authentication"; set but blank is a mistake that must
+	// not silently turn verification off.
+	if value, set := lookupEnv(TokenEnv); set {
+		if cfg.Token, err = authtoken.Parse(value); err != nil {
+			logger.Error("invalid configuration: "+TokenEnv+" is set but blank; put the IM console's callback token in it, or unset it to run without authentication",
+				slog.String("variable", TokenEnv))
+			return 2
+		}
+	}
 
 	r, err := receiver.New(cfg)
 	if err != nil {

@@ -71,18 +71,18 @@ func TestNoTokenFlag(t *testing.T) {
 
 func TestRunExitCodes(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"--version"}, os.Getenv, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "receiver ") {
+	if code := run([]string{"--version"}, os.LookupEnv, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "receiver ") {
 		t.Errorf("--version: %d %q", code, out.String())
 	}
-	if code := run([]string{"--no-such-flag"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+	if code := run([]string{"--no-such-flag"}, os.LookupEnv, io.Discard, io.Discard); code != 2 {
 		t.Errorf("bad flag: exit %d, want 2", code)
 	}
 	errOut.Reset()
-	if code := run([]string{"--sdkappid=1", "--path=im"}, os.Getenv, io.Discard, &errOut); code != 2 ||
+	if code := run([]string{"--sdkappid=1", "--path=im"}, os.LookupEnv, io.Discard, &errOut); code != 2 ||
 		!strings.Contains(errOut.String(), "must be absolute") || !strings.Contains(errOut.String(), "sink is required") {
 		t.Errorf("invalid config: exit %d, log %s", code, errOut.String())
 	}
-	if code := run([]string{"--max-body-bytes=1MB"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+	if code := run([]string{"--max-body-bytes=1MB"}, os.LookupEnv, io.Discard, io.Discard); code != 2 {
 		t.Errorf("bad size: exit %d, want 2", code)
 	}
 }
@@ -99,7 +99,14 @@ type process struct {
 func startProcess(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", "--sdkappid=1400000001", "--path=/im/callback", "--shutdown-delay=0s", "--backoff-delay=1ms", "--retry=1"}, args...)...)
-	cmd.Env = append(os.Environ(), append(env, beReceiver+"=1")...)
+	// The token is whatever env says, never inherited from the test's own environment.
+	var inherited []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, TokenEnv+"=") {
+			inherited = append(inherited, kv)
+		}
+	}
+	cmd.Env = append(inherited, append(env, beReceiver+"=1")...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -177,6 +184,27 @@ func sendCallback(t *testing.T, addr, rawQuery string) int {
 	return resp.StatusCode
 }
 
+// TestBlankTokenIsAStartupError: a set but blank IM_CALLBACK_TOKEN (an empty Secret value, a
+// file holding a newline) must never start an unauthenticated receiver.
+func TestBlankTokenIsAStartupError(t *testing.T) {
+	args := []string{"--sdkappid=1400000001", "--path=/im/callback", "--sink=http://127.0.0.1:1", "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"}
+	for _, value := range []string{"", "\n", " \t\r\n"} {
+		var errOut bytes.Buffer
+		lookup := func(name string) (string, bool) {
+			if name == TokenEnv {
+				return value, true
+			}
+			return "", false
+		}
+		if code := run(args, lookup, io.Discard, &errOut); code != 2 {
+			t.Errorf("%s=%q: exit %d, want 2", TokenEnv, value, code)
+		}
+		if !strings.Contains(errOut.String(), TokenEnv+" is set but blank") || strings.Contains(errOut.String(), "receiver starting") {
+			t.Errorf("%s=%q: the error does not name the variable, or the receiver started:\n%s", TokenEnv, value, errOut.String())
+		}
+	}
+}
+
 // TestProcessDeliversAndExitsZero: standalone, unauthenticated (and says so once), SIGTERM
 // drains and exits 0.
 func TestProcessDeliversAndExitsZero(t *testing.T) {
@@ -187,7 +215,7 @@ func TestProcessDeliversAndExitsZero(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer sink.Close()
-	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+sink.URL)
+	p := startProcess(t, nil, "--sink="+sink.URL)
 	addr := p.addr(t)
 	if code := sendCallback(t, addr, "SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete"); code != 200 {
 		t.Fatalf("callback: %d", code)
