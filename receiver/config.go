@@ -21,14 +21,19 @@ const (
 	DefaultQueueSize       = 10000
 	DefaultWorkers         = 64
 	DefaultMaxBodyBytes    = 1 << 20
-	DefaultMaxClockSkew    = 60 * time.Second
-	DefaultListen          = ":8080"
-	DefaultAdminListen     = ":9090"
-	DefaultShutdownDelay   = 5 * time.Second
-	DefaultShutdownTimeout = 25 * time.Second
+	// DefaultMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
+	DefaultMaxBodyBytesInFlight = 16 << 20
+	DefaultMaxClockSkew         = 60 * time.Second
+	DefaultListen               = ":8080"
+	DefaultAdminListen          = ":9090"
+	DefaultShutdownDelay        = 5 * time.Second
+	DefaultShutdownTimeout      = 25 * time.Second
 	// DefaultMaxRetryAfter bounds how long a sink's Retry-After can hold a worker.
 	DefaultMaxRetryAfter = 5 * time.Minute
 )
+
+// maxMaxBodyBytes bounds --max-body-bytes far above any callback (IM's are a few KiB).
+const maxMaxBodyBytes = 1 << 30
 
 // Backoff policies, named as in Knative's DeliverySpec.
 const (
@@ -66,6 +71,10 @@ type Config struct {
 
 	// MaxBodyBytes bounds a callback's body; larger ones get 413.
 	MaxBodyBytes int64
+	// MaxBodyBytesInFlight bounds the buffers of all bodies being read at once (bodies of
+	// authenticated requests: nobody else's is read). A body that finds no room within a
+	// second gets 503. It is raised to hold at least one body of MaxBodyBytes.
+	MaxBodyBytesInFlight int64
 	// MaxClockSkew bounds |RequestTime - now| when a Token is set.
 	MaxClockSkew time.Duration
 	// Token is the IM console's callback token, as authtoken.Parse returns it; empty turns
@@ -91,20 +100,21 @@ type Config struct {
 // still to be set.
 func DefaultConfig() Config {
 	return Config{
-		Commands:        []string{DefaultCommand},
-		Retry:           DefaultRetry,
-		BackoffPolicy:   DefaultBackoffPolicy,
-		BackoffDelay:    DefaultBackoffDelay,
-		DeliveryTimeout: DefaultDeliveryTimeout,
-		MaxRetryAfter:   DefaultMaxRetryAfter,
-		QueueSize:       DefaultQueueSize,
-		Workers:         DefaultWorkers,
-		MaxBodyBytes:    DefaultMaxBodyBytes,
-		MaxClockSkew:    DefaultMaxClockSkew,
-		Listen:          DefaultListen,
-		AdminListen:     DefaultAdminListen,
-		ShutdownDelay:   DefaultShutdownDelay,
-		ShutdownTimeout: DefaultShutdownTimeout,
+		Commands:             []string{DefaultCommand},
+		Retry:                DefaultRetry,
+		BackoffPolicy:        DefaultBackoffPolicy,
+		BackoffDelay:         DefaultBackoffDelay,
+		DeliveryTimeout:      DefaultDeliveryTimeout,
+		MaxRetryAfter:        DefaultMaxRetryAfter,
+		QueueSize:            DefaultQueueSize,
+		Workers:              DefaultWorkers,
+		MaxBodyBytes:         DefaultMaxBodyBytes,
+		MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight,
+		MaxClockSkew:         DefaultMaxClockSkew,
+		Listen:               DefaultListen,
+		AdminListen:          DefaultAdminListen,
+		ShutdownDelay:        DefaultShutdownDelay,
+		ShutdownTimeout:      DefaultShutdownTimeout,
 	}
 }
 
@@ -130,6 +140,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxBodyBytesInFlight == 0 {
+		c.MaxBodyBytesInFlight = DefaultMaxBodyBytesInFlight
 	}
 	if c.MaxClockSkew == 0 {
 		c.MaxClockSkew = DefaultMaxClockSkew
@@ -223,8 +236,11 @@ func (c *Config) Validate() error {
 	if c.Workers < 0 {
 		add("workers must be > 0, got %d", c.Workers)
 	}
-	if c.MaxBodyBytes < 0 {
-		add("max-body-bytes must be > 0, got %d", c.MaxBodyBytes)
+	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > maxMaxBodyBytes {
+		add("max-body-bytes must be > 0 and at most %d, got %d", maxMaxBodyBytes, c.MaxBodyBytes)
+	}
+	if c.MaxBodyBytesInFlight < 0 {
+		add("max-body-bytes-in-flight must be > 0, got %d", c.MaxBodyBytesInFlight)
 	}
 	if c.Token != "" {
 		// Never the value itself: errors end up in logs.

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -22,11 +21,12 @@ type answer struct {
 var contentTypeJSON = []string{"application/json"}
 
 // serveCallback runs the checks of design.md in order; the first that fails decides the reply.
+// Nothing of a request's body is read before its sender proved who it is (checks 4-6).
 func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 
-	// 1-3: path, method, size.
-	if req.URL.Path != r.cfg.Path {
+	// 1-3: path (as sent: /im/%63allback is not /im/callback), method, declared size.
+	if req.URL.Path != r.cfg.Path || req.URL.RawPath != "" {
 		r.refuse(w, req, start, nil, answer{http.StatusNotFound, ReasonNotFound, bodyNotFound})
 		return
 	}
@@ -36,19 +36,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if req.ContentLength > r.cfg.MaxBodyBytes {
-		r.refuse(w, req, start, nil, answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge})
-		return
-	}
-	bufp := bodyPool.Get().(*[]byte)
-	defer putBody(bufp)
-	body, err := readBody(req.Body, (*bufp)[:0], r.cfg.MaxBodyBytes)
-	*bufp = body[:0]
-	switch {
-	case errors.Is(err, errBodyTooLarge):
-		r.refuse(w, req, start, nil, answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge})
-		return
-	case err != nil:
-		r.refuse(w, req, start, nil, answer{http.StatusBadRequest, ReasonUnreadableBody, bodyUnreadable})
+		r.refuseTooLarge(w, req, start, nil)
 		return
 	}
 
@@ -82,7 +70,30 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 
-	// 7-9: body, selection, typed checks.
+	// 7: only now the body, within --max-body-bytes and the budget of bodies being read.
+	bodyBuf, err := r.bodies.read(req.Context(), req.Body, req.ContentLength)
+	defer r.bodies.release(bodyBuf)
+	var body []byte
+	if bodyBuf != nil {
+		body = *bodyBuf
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, errBodyTooLarge):
+		r.refuseTooLarge(w, req, start, &p)
+		return
+	case errors.Is(err, errBodyBudget):
+		r.metrics.unavailable.Inc()
+		writeReply(w, http.StatusServiceUnavailable, bodyBusy)
+		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
+		r.logUnavailable(req, bodyBusy)
+		return
+	default:
+		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonUnreadableBody, bodyUnreadable})
+		return
+	}
+
+	// 8-10: JSON, selection, typed checks.
 	var top topLevel
 	if be := checkCommand(body, p.command, &top); be != nil {
 		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, be.reason, be.body})
@@ -100,7 +111,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	// 10: queue.
+	// 11: queue.
 	it := &item{
 		received:       received,
 		sdkAppID:       p.sdkAppID,
@@ -162,6 +173,30 @@ func (r *Receiver) selected(command string) bool {
 	}
 	return false
 }
+
+// refuseTooLarge answers 413 and then reads and discards (within bounds) what the client
+// still sends before the connection closes: a client that writes its whole body before it
+// reads the reply (Python's urllib does) would otherwise get a connection reset instead of
+// the 413.
+func (r *Receiver) refuseTooLarge(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams) {
+	rc := http.NewResponseController(w)
+	// Without this net/http stops reading the body at the first byte of the reply.
+	_ = rc.EnableFullDuplex()
+	w.Header()["Connection"] = connectionClose
+	r.refuse(w, req, start, p, answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge})
+	if rc.Flush() != nil {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(tooLargeDrainTime))
+	_, _ = io.CopyN(io.Discard, req.Body, r.tooLargeDrainBytes)
+}
+
+// tooLargeDrainTime bounds how long a refused body is read and discarded; the bytes are
+// bounded by 4 x --max-body-bytes. A client sending more, or slower, gets the reply and a
+// closed connection.
+const tooLargeDrainTime = 5 * time.Second
+
+var connectionClose = []string{"close"}
 
 // refuse answers a rejected request, counts it by reason and logs one line for it. The Sign
 // and the rest of the query are never logged.
@@ -231,41 +266,6 @@ func clip(s string) string {
 		return s[:max] + "…"
 	}
 	return s
-}
-
-var errBodyTooLarge = errors.New("body too large")
-
-// readBody appends the body to buf, failing with errBodyTooLarge once it exceeds max bytes.
-func readBody(body io.Reader, buf []byte, max int64) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > max {
-			return buf, errBodyTooLarge
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// bodyPool recycles request body buffers; buffers grown beyond maxPooledBody are dropped so a
-// few large bodies do not pin memory.
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-const maxPooledBody = 64 << 10
-
-func putBody(b *[]byte) {
-	if cap(*b) <= maxPooledBody {
-		*b = (*b)[:0]
-		bodyPool.Put(b)
-	}
 }
 
 func tooLargeBody(max int64) []byte {

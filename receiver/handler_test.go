@@ -57,6 +57,10 @@ func TestHandlerReplies(t *testing.T) {
 			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
 		{name: "path with trailing slash", path: testPath + "/", query: okQuery, body: blackListDeleteBody,
 			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
+		{name: "path with an escaped letter is not the path", path: "/im/%63allback", query: okQuery, body: blackListDeleteBody,
+			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
+		{name: "path with an escaped slash is not the path", path: "/im%2Fcallback", query: okQuery, body: blackListDeleteBody,
+			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
 		{name: "root path", path: "/", status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
 		// 2: method
 		{name: "GET", method: http.MethodGet, query: okQuery,

@@ -82,6 +82,7 @@ var (
 	bodyOK            = replyBody(true, "")
 	bodyQueueFull     = replyBody(false, "receiver queue is full, try again later")
 	bodyShuttingDown  = replyBody(false, "receiver is shutting down, try again later")
+	bodyBusy          = replyBody(false, "receiver is busy reading other request bodies, try again later")
 	bodyNotFound      = replyBody(false, "not found")
 	bodyMethod        = replyBody(false, "method not allowed: callbacks are POSTed")
 	bodyUnreadable    = replyBody(false, "could not read the request body")

@@ -56,6 +56,9 @@ type Receiver struct {
 	lastUnavailableLog   atomic.Int64 // unix nanoseconds
 	unavailableNotLogged atomic.Int64
 
+	bodies             *bodyReader
+	tooLargeDrainBytes int64
+
 	bodyTooLarge, bodySkew []byte
 
 	handler, admin http.Handler
@@ -89,10 +92,12 @@ func New(cfg Config) (*Receiver, error) {
 		incarnation:  hex.EncodeToString(id[:]),
 		queue:        make(chan *item, cfg.QueueSize),
 		bindingCtx:   binding.WithForceBinary(context.Background()),
+		bodies:       newBodyReader(cfg.MaxBodyBytes, cfg.MaxBodyBytesInFlight),
 		bodyTooLarge: tooLargeBody(cfg.MaxBodyBytes),
 		bodySkew:     skewBody(cfg.MaxClockSkew),
 		finalScrape:  make(chan struct{}),
 	}
+	r.tooLargeDrainBytes = 4 * cfg.MaxBodyBytes
 	r.sourceRef = types.URIRef{URL: url.URL{Path: "/tencentcloud/im/" + r.sdkAppID}}
 	r.eventTypes = make(map[string]string, len(cfg.Commands))
 	for _, c := range cfg.Commands {

@@ -108,6 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	}
 	commands := strings.Join(cfg.Commands, ",")
 	maxBody := byteSize(cfg.MaxBodyBytes)
+	maxInFlight := byteSize(cfg.MaxBodyBytesInFlight)
 
 	fs.Uint64Var(&cfg.SdkAppID, "sdkappid", 0, "the IM application's SDKAppID (required)")
 	fs.StringVar(&cfg.Path, "path", "", "URL path callbacks are POSTed to, e.g. /im/callback (required)")
@@ -121,6 +122,7 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	fs.IntVar(&cfg.QueueSize, "queue-size", cfg.QueueSize, "accepted callbacks waiting for delivery; when full, callbacks get 503")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent deliveries")
 	fs.Var(&maxBody, "max-body-bytes", "largest callback body accepted, in bytes (suffixes Ki, Mi allowed)")
+	fs.Var(&maxInFlight, "max-body-bytes-in-flight", "bytes all bodies being read at once may hold (only authenticated requests' bodies are read); a body finding no room within a second gets 503")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference between RequestTime and this clock (with a token)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address for callbacks")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "address for /metrics, /healthz and /readyz")
@@ -147,6 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 		return cfg, opts, errors.New("--commands must name at least one command")
 	}
 	cfg.MaxBodyBytes = int64(maxBody)
+	cfg.MaxBodyBytesInFlight = int64(maxInFlight)
 	if cfg.MaxBodyBytes <= 0 {
 		return cfg, opts, errors.New("--max-body-bytes must be > 0")
 	}
