@@ -198,15 +198,28 @@ const tooLargeDrainTime = 5 * time.Second
 
 var connectionClose = []string{"close"}
 
-// refuse answers a rejected request, counts it by reason and logs one line for it. The Sign
-// and the rest of the query are never logged.
+// refuse answers a rejected request and counts it by reason; the log line for it is
+// throttled per reason (see logThrottle).
 func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, a answer) {
 	r.metrics.rejected.Inc()
 	r.metrics.reasons[a.reason].Inc()
 	writeReply(w, a.status, a.body)
 	r.metrics.requestRejected.Observe(time.Since(start).Seconds())
+	r.logRefusal(req, start, p, a)
+}
 
-	attrs := make([]slog.Attr, 0, 8)
+// logRefusal logs a refusal, unless refusalLogBurst lines of its reason were logged in the
+// last second. The Sign and the rest of the query are never logged.
+func (r *Receiver) logRefusal(req *http.Request, now time.Time, p *callbackParams, a answer) {
+	ctx := context.WithoutCancel(req.Context())
+	if !r.log.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	ok, left := r.refusalLogs[a.reason].allow(now, refusalLogBurst)
+	if !ok {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 9)
 	attrs = append(attrs,
 		slog.String("reason", a.reason.String()),
 		slog.Int("status", a.status),
@@ -218,7 +231,8 @@ func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, start time.T
 	if p != nil {
 		attrs = append(attrs, slog.String("sdkAppid", clip(p.sdkAppID)), slog.String("command", clip(p.command)))
 	}
-	r.log.LogAttrs(context.WithoutCancel(req.Context()), slog.LevelWarn, "callback rejected", attrs...)
+	attrs = append(attrs, slog.Int64("notLoggedSinceLastLine", left))
+	r.log.LogAttrs(ctx, slog.LevelWarn, "callback rejected", attrs...)
 }
 
 func writeReply(w http.ResponseWriter, status int, body []byte) {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -441,5 +442,72 @@ func TestHandlerLatencyObserved(t *testing.T) {
 	r.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, testPath+"?"+signedQuery(CmdBlackListDelete), bytes.NewReader([]byte(blackListDeleteBody))))
 	if n := testutil.CollectAndCount(r.metrics.registry, "imcallback_request_duration_seconds"); n != 4 {
 		t.Errorf("request histogram has %d series, want one per outcome (4)", n)
+	}
+}
+
+// TestRejectionLogThrottled: a flood of refusals writes at most refusalLogBurst lines per
+// reason a second; the next line says how many were left out; the counters have them all.
+func TestRejectionLogThrottled(t *testing.T) {
+	var logs logBuffer
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Logger = jsonLogger(&logs)
+	r := newReceiver(t, cfg)
+	badSign := strings.Replace(signedQuery(CmdBlackListDelete), "Sign=1", "Sign=2", 1)
+	send := func(path, q string) {
+		r.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, path+"?"+q, strings.NewReader(blackListDeleteBody)))
+	}
+	const flood = 200
+	begin := time.Now()
+	for range flood {
+		send(testPath, badSign)
+		send("/x", "")
+	}
+	windows := int(time.Since(begin)/refusalLogWindow) + 1 // windows the flood touched
+	lines := func(reason string) []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if strings.Contains(l, `"reason":"`+reason+`"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	for _, reason := range []string{"signature_mismatch", "not_found"} {
+		n := len(lines(reason))
+		if n < refusalLogBurst || n > refusalLogBurst*(windows+1) {
+			t.Errorf("%s: %d lines for %d refusals in %d window(s), want %d to %d", reason, n, flood, windows, refusalLogBurst, refusalLogBurst*(windows+1))
+		}
+		if got := reasonCount(t, r, reason); got != flood {
+			t.Errorf("%s counted %v, want %d", reason, got, flood)
+		}
+	}
+
+	// After the window the next refusal is logged with the number left out.
+	logged := len(lines("signature_mismatch"))
+	time.Sleep(refusalLogWindow + 50*time.Millisecond)
+	send(testPath, badSign)
+	all := lines("signature_mismatch")
+	last := all[len(all)-1]
+	if want := `"notLoggedSinceLastLine":` + strconv.Itoa(flood-logged); len(all) != logged+1 || !strings.Contains(last, want) {
+		t.Errorf("after the flood: %d lines (want %d), last %s; want it to contain %s", len(all), logged+1, last, want)
+	}
+}
+
+// TestServerErrorLogThrottled: net/http's own error lines (TLS handshake failures, which any
+// stranger can cause) are throttled too.
+func TestServerErrorLogThrottled(t *testing.T) {
+	var logs logBuffer
+	l := serverErrorLog(jsonLogger(&logs))
+	begin := time.Now()
+	for range 100 {
+		l.Printf("http: TLS handshake error from 192.0.2.1:1234: EOF")
+	}
+	windows := int(time.Since(begin)/refusalLogWindow) + 1
+	n := strings.Count(logs.String(), "TLS handshake error")
+	if n < refusalLogBurst || n > refusalLogBurst*(windows+1) {
+		t.Errorf("%d lines for 100 errors, want %d to %d", n, refusalLogBurst, refusalLogBurst*(windows+1))
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Errorf("not logged at WARN: %s", logs.String())
 	}
 }

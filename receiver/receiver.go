@@ -53,6 +53,7 @@ type Receiver struct {
 	metrics     *metrics
 	failedCount atomic.Int64
 
+	refusalLogs          [numReasons]logThrottle
 	lastUnavailableLog   atomic.Int64 // unix nanoseconds
 	unavailableNotLogged atomic.Int64
 
@@ -198,7 +199,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 	if !r.served.CompareAndSwap(false, true) {
 		return errors.New("receiver: Serve called more than once")
 	}
-	errorLog := slog.NewLogLogger(r.log.Handler(), slog.LevelWarn)
+	errorLog := serverErrorLog(r.log)
 	cb := &http.Server{
 		Handler:           r.handler,
 		ReadHeaderTimeout: 10 * time.Second,
