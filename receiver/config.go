@@ -21,6 +21,9 @@ const (
 	DefaultQueueSize       = 10000
 	DefaultWorkers         = 64
 	DefaultMaxBodyBytes    = 1 << 20
+	// DefaultReplayWindowSize bounds the accepted callbacks remembered to answer exact
+	// repeats: ~50 bytes each, so ~5 MiB; 1,600 callbacks a second for a 60s skew window.
+	DefaultReplayWindowSize = 100000
 	// DefaultMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
 	DefaultMaxBodyBytesInFlight = 16 << 20
 	DefaultMaxClockSkew         = 60 * time.Second
@@ -77,6 +80,11 @@ type Config struct {
 	MaxBodyBytesInFlight int64
 	// MaxClockSkew bounds |RequestTime - now| when a Token is set.
 	MaxClockSkew time.Duration
+	// ReplayWindowSize bounds the accepted callbacks remembered (with a Token) so that an exact
+	// repeat (same Sign, RequestTime and body) within MaxClockSkew is answered OK and counted
+	// "duplicate" instead of being forwarded again. When full, the oldest is forgotten. Zero
+	// means DefaultReplayWindowSize; negative turns the check off.
+	ReplayWindowSize int
 	// Token is the IM console's callback token, as authtoken.Parse returns it; empty turns
 	// authentication off.
 	Token string
@@ -110,6 +118,7 @@ func DefaultConfig() Config {
 		Workers:              DefaultWorkers,
 		MaxBodyBytes:         DefaultMaxBodyBytes,
 		MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight,
+		ReplayWindowSize:     DefaultReplayWindowSize,
 		MaxClockSkew:         DefaultMaxClockSkew,
 		Listen:               DefaultListen,
 		AdminListen:          DefaultAdminListen,
@@ -140,6 +149,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.ReplayWindowSize == 0 {
+		c.ReplayWindowSize = DefaultReplayWindowSize
 	}
 	if c.MaxBodyBytesInFlight == 0 {
 		c.MaxBodyBytesInFlight = DefaultMaxBodyBytesInFlight

@@ -111,6 +111,21 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
+	// An exact repeat of an accepted callback is answered OK and not forwarded again. Without
+	// a token there is no Sign to tell a repeat from a new callback with the same body.
+	var replayKey replayKey
+	var claim uint64
+	if r.replay != nil {
+		var dup bool
+		replayKey = r.replay.key(p.sign, p.requestTime, body)
+		if claim, dup = r.replay.claim(replayKey, received.Unix(), requestTimeSecs(p.requestTime)+r.skewSecs); dup {
+			r.metrics.duplicate.Inc()
+			writeReply(w, http.StatusOK, bodyOK)
+			r.metrics.requestDuplicate.Observe(time.Since(start).Seconds())
+			return
+		}
+	}
+
 	// 11: queue.
 	it := &item{
 		received:       received,
@@ -122,7 +137,11 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		hasOptPlatform: p.hasOptPlatform,
 		body:           append(make([]byte, 0, len(body)), body...),
 	}
-	if unavailable := r.enqueue(it); unavailable != nil {
+	unavailable := r.enqueue(it)
+	if r.replay != nil {
+		r.replay.settle(replayKey, claim, unavailable == nil)
+	}
+	if unavailable != nil {
 		r.metrics.unavailable.Inc()
 		writeReply(w, http.StatusServiceUnavailable, unavailable)
 		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())

@@ -13,6 +13,8 @@ const (
 	OutcomeRejected    = "rejected"
 	OutcomeIgnored     = "ignored"
 	OutcomeUnavailable = "unavailable"
+	// OutcomeDuplicate is an exact repeat of an accepted callback: answered OK, not forwarded.
+	OutcomeDuplicate = "duplicate"
 
 	ResultDelivered    = "delivered"
 	ResultDeadLettered = "dead_lettered"
@@ -25,12 +27,14 @@ type metrics struct {
 	registry *prometheus.Registry
 
 	accepted, rejected, ignored, unavailable prometheus.Counter
+	duplicate                                prometheus.Counter
 	reasons                                  [numReasons]prometheus.Counter
 	delivered, deadLettered, failed          prometheus.Counter
 	retries, pairs                           prometheus.Counter
 
 	requestAccepted, requestRejected prometheus.Observer
 	requestIgnored, requestUnavail   prometheus.Observer
+	requestDuplicate                 prometheus.Observer
 	deliveryDelivered                prometheus.Observer
 	deliveryDeadLettered             prometheus.Observer
 	deliveryFailed                   prometheus.Observer
@@ -49,6 +53,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m.rejected = callbacks.WithLabelValues(OutcomeRejected)
 	m.ignored = callbacks.WithLabelValues(OutcomeIgnored)
 	m.unavailable = callbacks.WithLabelValues(OutcomeUnavailable)
+	m.duplicate = callbacks.WithLabelValues(OutcomeDuplicate)
 
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcallback_rejected_total",
@@ -84,6 +89,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m.requestRejected = requests.WithLabelValues(OutcomeRejected)
 	m.requestIgnored = requests.WithLabelValues(OutcomeIgnored)
 	m.requestUnavail = requests.WithLabelValues(OutcomeUnavailable)
+	m.requestDuplicate = requests.WithLabelValues(OutcomeDuplicate)
 
 	delivery := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcallback_delivery_duration_seconds",

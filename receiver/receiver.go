@@ -57,6 +57,8 @@ type Receiver struct {
 	lastUnavailableLog   atomic.Int64 // unix nanoseconds
 	unavailableNotLogged atomic.Int64
 
+	replay             *replayWindow // nil without a token or with ReplayWindowSize < 0
+	skewSecs           int64         // MaxClockSkew in whole seconds, as the check counts it
 	bodies             *bodyReader
 	tooLargeDrainBytes int64
 
@@ -99,6 +101,10 @@ func New(cfg Config) (*Receiver, error) {
 		finalScrape:  make(chan struct{}),
 	}
 	r.tooLargeDrainBytes = 4 * cfg.MaxBodyBytes
+	r.skewSecs = int64(cfg.MaxClockSkew / time.Second)
+	if cfg.Token != "" && cfg.ReplayWindowSize > 0 {
+		r.replay = newReplayWindow(cfg.ReplayWindowSize)
+	}
 	r.sourceRef = types.URIRef{URL: url.URL{Path: "/tencentcloud/im/" + r.sdkAppID}}
 	r.eventTypes = make(map[string]string, len(cfg.Commands))
 	for _, c := range cfg.Commands {
@@ -124,6 +130,7 @@ func New(cfg Config) (*Receiver, error) {
 		func() float64 { return float64(cap(r.queue)) },
 		func() float64 { return float64(r.inFlight.Load()) },
 	)
+	r.metrics.registry.MustRegister(replayCollectors(r.replay)...)
 	r.handler = http.HandlerFunc(r.serveCallback)
 	r.admin = r.newAdminHandler()
 	return r, nil

@@ -123,6 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent deliveries")
 	fs.Var(&maxBody, "max-body-bytes", "largest callback body accepted, in bytes (suffixes Ki, Mi allowed)")
 	fs.Var(&maxInFlight, "max-body-bytes-in-flight", "bytes all bodies being read at once may hold (only authenticated requests' bodies are read); a body finding no room within a second gets 503")
+	fs.IntVar(&cfg.ReplayWindowSize, "replay-window-size", cfg.ReplayWindowSize, "accepted callbacks remembered so that an exact repeat (same Sign, RequestTime and body) within --max-clock-skew is answered OK but not forwarded again; when full the oldest is forgotten; < 0 turns this off (with a token only)")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference between RequestTime and this clock (with a token)")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address for callbacks")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "address for /metrics, /healthz and /readyz")

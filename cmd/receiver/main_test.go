@@ -40,7 +40,7 @@ func TestFlagsDefaults(t *testing.T) {
 	if cfg.SdkAppID != want.SdkAppID || cfg.Path != want.Path || cfg.Sink != want.Sink ||
 		strings.Join(cfg.Commands, ",") != "Sns.CallbackBlackListDelete" || cfg.Retry != 3 || cfg.BackoffPolicy != "exponential" ||
 		cfg.BackoffDelay != 200*time.Millisecond || cfg.DeliveryTimeout != time.Second || cfg.QueueSize != 10000 ||
-		cfg.MaxBodyBytes != 1<<20 || cfg.MaxBodyBytesInFlight != 16<<20 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
+		cfg.MaxBodyBytes != 1<<20 || cfg.MaxBodyBytesInFlight != 16<<20 || cfg.ReplayWindowSize != 100000 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
 		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version {
 		t.Errorf("defaults differ from design.md: %+v", cfg)
 	}
@@ -49,7 +49,7 @@ func TestFlagsDefaults(t *testing.T) {
 func TestFlagsAll(t *testing.T) {
 	cfg, _, err := parseFlags(strings.Fields(`--sdkappid=7 --path=/cb --commands=Sns.CallbackFriendAdd,,Sns.CallbackFriendDelete
 		--sink=https://sink.example/e --dead-letter-sink=http://dlq --retry=0 --backoff-policy=linear --backoff-delay=1s
-		--delivery-timeout=3s --queue-size=5 --workers=2 --max-body-bytes=2Ki --max-body-bytes-in-flight=1Mi --max-clock-skew=30s --listen=:1 --admin-listen=:2
+		--delivery-timeout=3s --queue-size=5 --workers=2 --max-body-bytes=2Ki --max-body-bytes-in-flight=1Mi --replay-window-size=-1 --max-clock-skew=30s --listen=:1 --admin-listen=:2
 		--tls-cert-file=c --tls-key-file=k --shutdown-delay=0s --shutdown-timeout=9s --log-level=debug`), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +57,7 @@ func TestFlagsAll(t *testing.T) {
 	if cfg.SdkAppID != 7 || cfg.Path != "/cb" || strings.Join(cfg.Commands, "|") != "Sns.CallbackFriendAdd|Sns.CallbackFriendDelete" ||
 		cfg.Sink != "https://sink.example/e" || cfg.DeadLetterSink != "http://dlq" || cfg.Retry != 0 || cfg.BackoffPolicy != "linear" ||
 		cfg.BackoffDelay != time.Second || cfg.DeliveryTimeout != 3*time.Second || cfg.QueueSize != 5 || cfg.Workers != 2 ||
-		cfg.MaxBodyBytes != 2048 || cfg.MaxBodyBytesInFlight != 1<<20 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
+		cfg.MaxBodyBytes != 2048 || cfg.MaxBodyBytesInFlight != 1<<20 || cfg.ReplayWindowSize != -1 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
 		cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.ShutdownDelay != 0 || cfg.ShutdownTimeout != 9*time.Second {
 		t.Errorf("flags not applied: %+v", cfg)
 	}

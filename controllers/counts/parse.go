@@ -47,6 +47,8 @@ func Parse(r io.Reader) (incarnation string, c cbv1.Counts, err error) {
 			c.Ignored += v
 		case "unavailable":
 			c.Unavailable += v
+		case "duplicate":
+			c.Duplicate += v
 		default:
 			continue
 		}
