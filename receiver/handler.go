@@ -24,6 +24,7 @@ var contentTypeJSON = []string{"application/json"}
 // Nothing of a request's body is read before its sender proved who it is (checks 4-6).
 func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	markHandled(req)
 
 	// 1-3: path (as sent: /im/%63allback is not /im/callback), method, declared size.
 	if req.URL.Path != r.cfg.Path || req.URL.RawPath != "" {

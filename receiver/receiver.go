@@ -215,9 +215,14 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errorLog,
+		ConnContext:       connContext,
 	}
 	if r.certs != nil {
 		cb.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.certs.getCertificate}
+	} else {
+		// net/http's own refusals (431, 400, 501...) are counted on plain connections; behind
+		// TLS they are encrypted below any wrapper net/http still recognises as TLS.
+		callbacks = countingListener{Listener: callbacks, r: r}
 	}
 	var adm *http.Server
 	if admin != nil {
