@@ -154,61 +154,90 @@ func expectEOF(body io.Reader, atMax bool) error {
 	}
 }
 
-// bodyBudget counts the bytes of body buffers held. Waiters are not served in order: a
-// small body that fits goes ahead of a large one that does not.
+// bodyBudget counts the bytes of body buffers held. Waiters are served in order, except that
+// one that fits goes ahead of one that does not (a small body ahead of a large one); a release
+// wakes only the waiters it makes room for.
 type bodyBudget struct {
 	mu                sync.Mutex
 	used              int64
 	limit, largeLimit int64
-	wake              chan struct{} // closed when bytes are released; nil without waiters
+	waiters           []*budgetWaiter
 	maxWait           time.Duration
 }
 
-func (b *bodyBudget) tryAcquire(n int64) (chan struct{}, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+type budgetWaiter struct {
+	n     int64
+	ready chan struct{} // closed when the bytes were granted
+}
+
+func (b *bodyBudget) fits(n int64) bool {
 	limit := b.limit
 	if n > smallBody {
 		limit = b.largeLimit
 	}
-	if b.used+n <= limit {
-		b.used += n
-		return nil, true
-	}
-	if b.wake == nil {
-		b.wake = make(chan struct{})
-	}
-	return b.wake, false
+	return b.used+n <= limit
 }
 
 // acquire takes n bytes of the budget, waiting up to maxWait for them.
 func (b *bodyBudget) acquire(ctx context.Context, n int64) error {
-	wake, ok := b.tryAcquire(n)
-	if ok {
+	b.mu.Lock()
+	if len(b.waiters) == 0 && b.fits(n) {
+		b.used += n
+		b.mu.Unlock()
 		return nil
 	}
+	w := &budgetWaiter{n: n, ready: make(chan struct{})}
+	b.waiters = append(b.waiters, w)
+	b.grant() // it may fit where the ones before it do not
+	b.mu.Unlock()
+
 	timer := time.NewTimer(b.maxWait)
 	defer timer.Stop()
-	for {
-		select {
-		case <-wake:
-		case <-timer.C:
-			return errBodyBudget
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if wake, ok = b.tryAcquire(n); ok {
-			return nil
+	var err error
+	select {
+	case <-w.ready:
+		return nil
+	case <-timer.C:
+		err = errBodyBudget
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-w.ready: // granted meanwhile
+		return nil
+	default:
+	}
+	for i, x := range b.waiters {
+		if x == w {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			break
 		}
 	}
+	return err
+}
+
+// grant gives waiting requests, in order, the bytes that fit. b.mu is held.
+func (b *bodyBudget) grant() {
+	kept := b.waiters[:0]
+	for _, w := range b.waiters {
+		if b.fits(w.n) {
+			b.used += w.n
+			close(w.ready)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(b.waiters[len(kept):])
+	b.waiters = kept
 }
 
 func (b *bodyBudget) release(n int64) {
 	b.mu.Lock()
 	b.used -= n
-	if b.wake != nil {
-		close(b.wake)
-		b.wake = nil
+	if len(b.waiters) > 0 {
+		b.grant()
 	}
 	b.mu.Unlock()
 }

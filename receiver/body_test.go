@@ -245,3 +245,52 @@ func TestTooLargeAnsweredToAClientThatWritesFirst(t *testing.T) {
 		t.Errorf("counted %+v, want 5 rejected", c)
 	}
 }
+
+// TestLargeUnreadBodyRefusedAndClosed: a request refused before its body is read, whose body
+// is large (or of unknown length), gets its reply at once and a closed connection, without a
+// byte of the body read: the client has sent only its headers here.
+func TestLargeUnreadBodyRefusedAndClosed(t *testing.T) {
+	rr := start(t, testConfig(newSink(t, nil).URL))
+	addr := strings.TrimPrefix(rr.url, "http://")
+	badSign := testPath + "?" + strings.Replace(signedQuery(CmdBlackListDelete), "Sign=1", "Sign=2", 1)
+	for _, tc := range []struct {
+		name, head string
+		status     int
+		reply      string
+		allow      string
+	}{
+		{"wrong method", "PUT " + testPath + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 405, fail("method not allowed: callbacks are POSTed"), "POST"},
+		{"bad Sign", "POST " + badSign + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", 401, fail("Sign does not match the token and RequestTime"), ""},
+		{"bad Sign, chunked", "POST " + badSign + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", 401, fail("Sign does not match the token and RequestTime"), ""},
+		{"bad Sign, over max-body-bytes", "POST " + badSign + " HTTP/1.1\r\nHost: x\r\nContent-Length: 7340032\r\n\r\n", 413, fail("body larger than 1048576 bytes (--max-body-bytes)"), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := countsOf(rr.Receiver)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c, tc.head); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reply, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || string(reply) != tc.reply || resp.Header.Get("Content-Type") != "application/json" ||
+				!resp.Close || resp.Header.Get("Allow") != tc.allow {
+				t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, reply)
+			}
+			if n, err := br.Read(make([]byte, 1)); n != 0 || err == nil {
+				t.Errorf("the connection is still open after the reply: %d %v", n, err)
+			}
+			if after := countsOf(rr.Receiver); after.rejected != before.rejected+1 {
+				t.Errorf("rejected grew by %v, want 1", after.rejected-before.rejected)
+			}
+		})
+	}
+}

@@ -28,16 +28,18 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 
 	// 1-3: path (as sent: /im/%63allback is not /im/callback), method, declared size.
 	if req.URL.Path != r.cfg.Path || req.URL.RawPath != "" {
-		r.refuse(w, req, start, nil, answer{http.StatusNotFound, ReasonNotFound, bodyNotFound})
+		r.refuseUnread(w, req, start, nil, answer{http.StatusNotFound, ReasonNotFound, bodyNotFound})
 		return
 	}
 	if req.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPOST
-		r.refuse(w, req, start, nil, answer{http.StatusMethodNotAllowed, ReasonMethodNotAllowed, bodyMethod})
+		r.refuseUnread(w, req, start, nil, answer{http.StatusMethodNotAllowed, ReasonMethodNotAllowed, bodyMethod})
 		return
 	}
 	if req.ContentLength > r.cfg.MaxBodyBytes {
-		r.refuseTooLarge(w, req, start, nil)
+		var p callbackParams
+		parseParams(req.URL.RawQuery, &p)
+		r.refuseTooLarge(w, req, start, &p, r.authentic(&p, r.now()))
 		return
 	}
 
@@ -45,19 +47,19 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	var p callbackParams
 	parseParams(req.URL.RawQuery, &p)
 	if p.sdkAppID == "" {
-		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoSdkAppID})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoSdkAppID})
 		return
 	}
 	if p.command == "" {
-		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoCommand})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoCommand})
 		return
 	}
 	if b := invalidParams(&p); b != nil {
-		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonInvalidParameter, b})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusBadRequest, ReasonInvalidParameter, b})
 		return
 	}
 	if p.sdkAppID != r.sdkAppID {
-		r.refuse(w, req, start, &p, answer{http.StatusForbidden, ReasonWrongSdkAppID, bodyWrongApp})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusForbidden, ReasonWrongSdkAppID, bodyWrongApp})
 		return
 	}
 	received := r.now()
@@ -66,7 +68,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 			if b == nil {
 				b = r.bodySkew
 			}
-			r.refuse(w, req, start, &p, answer{http.StatusUnauthorized, reason, b})
+			r.refuseUnread(w, req, start, &p, answer{http.StatusUnauthorized, reason, b})
 			return
 		}
 	}
@@ -81,7 +83,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, errBodyTooLarge):
-		r.refuseTooLarge(w, req, start, &p)
+		r.refuseTooLarge(w, req, start, &p, true)
 		return
 	case errors.Is(err, errBodyBudget):
 		r.metrics.unavailable.Inc()
@@ -194,16 +196,29 @@ func (r *Receiver) selected(command string) bool {
 	return false
 }
 
-// refuseTooLarge answers 413 and then reads and discards (within bounds) what the client
-// still sends before the connection closes: a client that writes its whole body before it
-// reads the reply (Python's urllib does) would otherwise get a connection reset instead of
-// the 413.
-func (r *Receiver) refuseTooLarge(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams) {
+// refuseTooLarge answers 413. For an authentic request (IM's, or anybody's without a token)
+// it then reads and discards, within bounds, what the client still sends before the
+// connection closes: a client that writes its whole body before it reads the reply (Python's
+// urllib does) would otherwise get a connection reset instead of the 413. A stranger gets the
+// reply and a closed connection: reading their bytes would be work done for them.
+func (r *Receiver) refuseTooLarge(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, authentic bool) {
+	a := answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge}
+	select {
+	case r.drainSlots <- struct{}{}:
+		defer func() { <-r.drainSlots }()
+	default:
+		authentic = false // enough bodies being drained already
+	}
+	if !authentic {
+		r.countRefusal(req, start, p, a)
+		closeWithReply(w, a)
+		return
+	}
 	rc := http.NewResponseController(w)
 	// Without this net/http stops reading the body at the first byte of the reply.
 	_ = rc.EnableFullDuplex()
 	w.Header()["Connection"] = connectionClose
-	r.refuse(w, req, start, p, answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge})
+	r.refuse(w, req, start, p, a)
 	if rc.Flush() != nil {
 		return
 	}
@@ -211,19 +226,85 @@ func (r *Receiver) refuseTooLarge(w http.ResponseWriter, req *http.Request, star
 	_, _ = io.CopyN(io.Discard, req.Body, r.tooLargeDrainBytes)
 }
 
+// authentic reports whether a request passes checks 4-6 (it is IM's, or there is no token),
+// without counting anything.
+func (r *Receiver) authentic(p *callbackParams, now time.Time) bool {
+	if p.sdkAppID != r.sdkAppID || p.command == "" {
+		return false
+	}
+	if r.cfg.Token == "" {
+		return true
+	}
+	_, _, ok := checkSignature(r.cfg.Token, p, now, r.cfg.MaxClockSkew)
+	return ok
+}
+
 // tooLargeDrainTime bounds how long a refused body is read and discarded; the bytes are
-// bounded by 4 x --max-body-bytes. A client sending more, or slower, gets the reply and a
-// closed connection.
-const tooLargeDrainTime = 5 * time.Second
+// bounded by 4 x --max-body-bytes, and at most maxConcurrentDrains are read at once. A
+// client sending more, or slower, gets the reply and a closed connection.
+const (
+	tooLargeDrainTime   = 5 * time.Second
+	maxConcurrentDrains = 4
+)
+
+// maxDiscardedBody is what net/http reads and discards of a body the handler left unread, to
+// keep the connection (its maxPostHandlerReadBytes).
+const maxDiscardedBody = 256 << 10
+
+// refuseUnread answers a request refused before its body was read (checks 1-6). net/http
+// discards a small unread body and keeps the connection; a longer one (or one of unknown
+// length) would hold the connection, its goroutine and its request for another half second
+// after the reply, so that the reply is not lost to a reset. A stranger's large body is not
+// worth that: the reply is written and the connection closed at once.
+func (r *Receiver) refuseUnread(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, a answer) {
+	if req.ContentLength >= 0 && req.ContentLength <= maxDiscardedBody {
+		r.refuse(w, req, start, p, a)
+		return
+	}
+	r.countRefusal(req, start, p, a)
+	closeWithReply(w, a)
+}
+
+// closeWithReply writes the reply straight onto the connection and closes it. Where the
+// connection cannot be taken over (HTTP/2, tests' recorders) it answers as usual, asking
+// for the connection to be closed.
+func closeWithReply(w http.ResponseWriter, a answer) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		w.Header()["Connection"] = connectionClose
+		writeReply(w, a.status, a.body)
+		return
+	}
+	defer conn.Close()
+	reply := make([]byte, 0, 192+len(a.body))
+	reply = append(reply, "HTTP/1.1 "...)
+	reply = strconv.AppendInt(reply, int64(a.status), 10)
+	reply = append(reply, ' ')
+	reply = append(reply, http.StatusText(a.status)...)
+	reply = append(reply, "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
+	reply = strconv.AppendInt(reply, int64(len(a.body)), 10)
+	if allow := w.Header()["Allow"]; len(allow) == 1 {
+		reply = append(reply, "\r\nAllow: "...)
+		reply = append(reply, allow[0]...)
+	}
+	reply = append(reply, "\r\n\r\n"...)
+	reply = append(reply, a.body...)
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(reply)
+}
 
 var connectionClose = []string{"close"}
 
 // refuse answers a rejected request and counts it by reason; the log line for it is
 // throttled per reason (see logThrottle).
 func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, a answer) {
+	writeReply(w, a.status, a.body)
+	r.countRefusal(req, start, p, a)
+}
+
+func (r *Receiver) countRefusal(req *http.Request, start time.Time, p *callbackParams, a answer) {
 	r.metrics.rejected.Inc()
 	r.metrics.reasons[a.reason].Inc()
-	writeReply(w, a.status, a.body)
 	r.metrics.requestRejected.Observe(time.Since(start).Seconds())
 	r.logRefusal(req, start, p, a)
 }

@@ -60,6 +60,7 @@ type Receiver struct {
 	replay             *replayWindow // nil without a token or with ReplayWindowSize < 0
 	skewSecs           int64         // MaxClockSkew in whole seconds, as the check counts it
 	bodies             *bodyReader
+	drainSlots         chan struct{} // bounds the oversize bodies read and discarded at once
 	tooLargeDrainBytes int64
 
 	bodyTooLarge, bodySkew []byte
@@ -96,6 +97,7 @@ func New(cfg Config) (*Receiver, error) {
 		queue:        make(chan *item, cfg.QueueSize),
 		bindingCtx:   binding.WithForceBinary(context.Background()),
 		bodies:       newBodyReader(cfg.MaxBodyBytes, cfg.MaxBodyBytesInFlight),
+		drainSlots:   make(chan struct{}, maxConcurrentDrains),
 		bodyTooLarge: tooLargeBody(cfg.MaxBodyBytes),
 		bodySkew:     skewBody(cfg.MaxClockSkew),
 		finalScrape:  make(chan struct{}),
