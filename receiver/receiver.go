@@ -228,7 +228,9 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 	}
 	var adm *http.Server
 	if admin != nil {
-		adm = &http.Server{Handler: r.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+		// Only the manager and the kubelet need it, but anything in the cluster may reach it.
+		adm = &http.Server{Handler: r.admin, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10, ErrorLog: errorLog}
 	}
 
 	r.logStart(callbacks, admin)
