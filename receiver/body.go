@@ -52,11 +52,6 @@ func newBodyReader(maxBody, budget int64) *bodyReader {
 	return b
 }
 
-// bodyBuffer is a body read by read; release it (once) when done with the bytes.
-type bodyBuffer struct {
-	buf []byte // len is the body's length; cap its class size
-}
-
 // class returns the size class holding n bytes: 4 KiB << class >= n.
 func class(n int64) int {
 	if n <= minBodyBuffer {

@@ -166,7 +166,9 @@ func TestBodyReaderBudget(t *testing.T) {
 		_ = w.CloseWithError(io.ErrUnexpectedEOF)
 	}
 	for range 3 {
-		<-results
+		if err := <-results; err == nil {
+			t.Error("a body whose sender went away was read without error")
+		}
 	}
 	mu.Lock()
 	for _, buf := range bufs[1:] {
@@ -236,8 +238,9 @@ func TestTooLargeAnsweredToAClientThatWritesFirst(t *testing.T) {
 			t.Fatalf("try %d: no reply: %v", i, err)
 		}
 		reply, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
 		c.Close()
-		if resp.StatusCode != 413 || string(reply) != fail("body larger than 2097152 bytes (--max-body-bytes)") {
+		if resp.StatusCode != http.StatusRequestEntityTooLarge || string(reply) != fail("body larger than 2097152 bytes (--max-body-bytes)") {
 			t.Fatalf("try %d: %d %s", i, resp.StatusCode, reply)
 		}
 	}
@@ -281,6 +284,7 @@ func TestLargeUnreadBodyRefusedAndClosed(t *testing.T) {
 				t.Fatal(err)
 			}
 			reply, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
 			if resp.StatusCode != tc.status || string(reply) != tc.reply || resp.Header.Get("Content-Type") != "application/json" ||
 				!resp.Close || resp.Header.Get("Allow") != tc.allow {
 				t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, reply)

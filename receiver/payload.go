@@ -48,7 +48,7 @@ func checkCommand(body []byte, command string, top *topLevel) *bodyError {
 	walkObject(body, i, func(key span, keyEscaped bool, val span) bool {
 		var dst *span
 		k := memberKey(body, key, keyEscaped)
-		n := -1
+		var n int
 		switch string(k) {
 		case "CallbackCommand":
 			n, dst = 0, &top.command
@@ -116,7 +116,7 @@ func checkSns(body []byte, command string, top *topLevel) (int, *bodyError) {
 		walkObject(body, elem.start, func(key span, keyEscaped bool, val span) bool {
 			var dst *span
 			k := memberKey(body, key, keyEscaped)
-			n := -1
+			var n int
 			switch string(k) {
 			case "From_Account":
 				n, dst = 0, &from

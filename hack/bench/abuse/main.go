@@ -145,6 +145,7 @@ func attack(host string, head, body []byte, stop chan struct{}, st *attackStats)
 		} else {
 			st.count(resp.StatusCode)
 			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 		}
 		_ = c.Close()
 		<-done
@@ -191,6 +192,7 @@ func valid(u *url.URL, rate float64, conns int, duration time.Duration) ([]time.
 						return 0, err
 					}
 					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
 					if resp.Close {
 						return resp.StatusCode, errClosed
 					}
