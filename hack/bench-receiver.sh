@@ -68,7 +68,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BODY='{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"id","To_Account":"id1"},{"From_Account":"id","To_Account":"00000000"}]}'
+BODY='{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"id","To_Account":"id1"},{"From_Account":"id","To_Account":"000000000000"}]}'
 TOKEN=bench-token
 RT=$(date +%s)
 SIGN=$(printf '%s%s' "$TOKEN" "$RT" | sha256sum | cut -d' ' -f1)
@@ -76,11 +76,12 @@ QUERY="SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete&contentty
 cat >"$WORK/post.lua" <<EOF
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-local n = 0
--- Distinct bodies (same length): the receiver answers exact repeats as duplicates.
+-- Distinct bodies (same length), also across runs (each starts from its own second): the
+-- receiver answers exact repeats as duplicates.
+local n = (os.time() % 10000) * 10000000
 request = function()
 	n = n + 1
-	local body = string.gsub('$BODY', "00000000", string.format("%08d", n % 100000000))
+	local body = string.gsub('$BODY', "000000000000", string.format("%012d", n))
 	return wrk.format(nil, nil, nil, body)
 end
 EOF
@@ -116,7 +117,7 @@ run_wrk() {
 }
 # run_loadgen url rate -> prints the loadgen summary line with p99
 run_loadgen() {
-	taskset -c $LOAD_CPU bin/bench-loadgen -url "$1" -body "$BODY" -counter 00000000 -rate "$2" -duration "$DURATION" -conns "$CONNS"
+	taskset -c $LOAD_CPU bin/bench-loadgen -url "$1" -body "$BODY" -counter 000000000000 -rate "$2" -duration "$DURATION" -conns "$CONNS"
 }
 warm() { taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d2s -s "$WORK/post.lua" "$1" >/dev/null; }
 
@@ -232,6 +233,7 @@ read -r ACC2 DEL2 DL2 FL2 < <(drain)
 RECV_RSS=$(peak_rss_kib $RECV_PID)
 SINK_COUNT=$(curl -s "http://$SINK_ADDR/count")
 UNAVAILABLE=$(metric 'imcallback_callbacks_total{outcome="unavailable"}')
+DUPLICATE=$(metric 'imcallback_callbacks_total{outcome="duplicate"}')
 REJECTED=$(metric 'imcallback_callbacks_total{outcome="rejected"}')
 
 # Graceful stop: SIGTERM, then the final scrape the receiver waits for (it has been scraped).
@@ -263,7 +265,7 @@ echo "ratio receiver/bare (requests/s): $(awk -v a="$RECV_RPS" -v b="$BARE_RPS" 
 # much less sensitive to that than requests/s.
 echo "ratio by CPU per request (bare / receiver, robust to noisy neighbours): $(awk -v a="$BARE_CPU_US" -v b="$RECV_CPU_US" 'BEGIN {printf "%.2f", a / b}')"
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads below 1)"
-echo "receiver counts after drain: accepted $ACC2, delivered $DEL2, dead-lettered $DL2, failed $FL2, unavailable $UNAVAILABLE, rejected $REJECTED; sink received $SINK_COUNT; exit status $RECV_EXIT"
+echo "receiver counts after drain: accepted $ACC2, delivered $DEL2, dead-lettered $DL2, failed $FL2, unavailable $UNAVAILABLE, rejected $REJECTED, duplicate ${DUPLICATE:-0}; sink received $SINK_COUNT; exit status $RECV_EXIT"
 echo "loadgen at half peak: bare: $(echo "$BARE_HALF_OUT" | head -1)"
 echo "                      receiver: $(echo "$RECV_HALF_OUT" | head -1)"
 if [ "${RECV_NON2XX:-0}" != 0 ]; then

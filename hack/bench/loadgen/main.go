@@ -33,7 +33,7 @@ func main() {
 	rate := flag.Float64("rate", 1000, "requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	conns := flag.Int("conns", 32, "connections (and concurrent requests)")
-	counter := flag.String("counter", "", "digits in -body replaced by the request's number (same width), so that every body differs")
+	counter := flag.String("counter", "", "digits in -body replaced by a request number (same width, counting from a start taken from the clock's second), so that every body differs, also from other runs'")
 	flag.Parse()
 	u, err := url.Parse(*target)
 	if err != nil || u.Scheme != "http" || *rate <= 0 {
@@ -45,6 +45,7 @@ func main() {
 	// The receiver answers an exact repeat of a signed callback as a duplicate without
 	// forwarding it; a counter in the body keeps the requests distinct.
 	counterAt := -1
+	counterBase := int(time.Now().Unix()%10000) * 10000000
 	if *counter != "" {
 		if counterAt = bytes.LastIndex(request, []byte(*counter)); counterAt < 0 {
 			fmt.Fprintln(os.Stderr, "loadgen: -counter is not in -body")
@@ -80,7 +81,7 @@ func main() {
 					time.Sleep(d)
 				}
 				if counterAt >= 0 {
-					for i, m := counterAt+len(*counter)-1, n; i >= counterAt; i-- {
+					for i, m := counterAt+len(*counter)-1, counterBase+n; i >= counterAt; i-- {
 						request[i] = byte('0' + m%10)
 						m /= 10
 					}
