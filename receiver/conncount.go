@@ -70,6 +70,15 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// CloseWrite lets net/http half-close the connection after a reply it sends before closing
+// (its reset avoidance), as it does on a bare TCP connection.
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // refusedByServer counts and logs (throttled) one of net/http's own replies.
 func (r *Receiver) refusedByServer(remote net.Addr, code []byte) {
 	reason := ReasonProtocolError
