@@ -212,12 +212,14 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 	cb := &http.Server{
 		Handler:           r.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errorLog,
-		ConnContext:       connContext,
+		// Headers and body: IM gives a callback 2 s, so a body still arriving after 10 s only
+		// holds its share of --max-body-bytes-in-flight (a slow sender with a captured Sign).
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       errorLog,
+		ConnContext:    connContext,
 	}
 	if r.certs != nil {
 		cb.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.certs.getCertificate}
