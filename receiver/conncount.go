@@ -3,6 +3,9 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,8 +18,8 @@ import (
 // Transfer-Encoding, 505 for an unknown HTTP version, 417 for an unknown Expect. Those are
 // refusals too, and every request must be counted, so the callback listener's connections
 // are wrapped: a reply that starts on a connection whose request never reached the handler
-// is one of net/http's own, counted under its reason. (Only on plain HTTP: behind TLS the
-// replies are encrypted below this wrapper; see Serve.)
+// is one of net/http's own, counted under its reason. With TLS the wrapper sits above the TLS
+// connection (see tlsCountingConn), so it sees the replies before they are encrypted.
 
 // countingListener wraps accepted connections in countingConns.
 type countingListener struct {
@@ -29,6 +32,9 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tc, ok := c.(*tls.Conn); ok {
+		return &tlsCountingConn{countingConn: countingConn{Conn: c, r: l.r}, tls: tc}, nil
+	}
 	return &countingConn{Conn: c, r: l.r}, nil
 }
 
@@ -38,15 +44,55 @@ type countingConn struct {
 	r *Receiver
 	// handled is set when the handler takes a request of this connection, and cleared by
 	// the reply that follows.
-	handled atomic.Bool
+	handled         atomic.Bool
+	handshakeFailed atomic.Bool
+}
+
+// tlsCountingConn is a countingConn over TLS. net/http takes a connection that is not a
+// *tls.Conn for plain HTTP/1.1 (so HTTP/2 is not offered on the callback port: IM speaks
+// HTTP/1.1), and asks it for its TLS state, which sets Request.TLS: the handshake is done then,
+// within tlsHandshakeTimeout, as net/http itself would do it.
+type tlsCountingConn struct {
+	countingConn
+	tls *tls.Conn
+}
+
+// tlsHandshakeTimeout is what net/http allows a handshake: its shortest read or write timeout.
+const tlsHandshakeTimeout = 10 * time.Second
+
+func (c *tlsCountingConn) ConnectionState() tls.ConnectionState {
+	_ = c.tls.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	err := c.tls.HandshakeContext(context.Background())
+	_ = c.tls.SetDeadline(time.Time{})
+	if err != nil {
+		c.handshakeFailed.Store(true)
+		var rhe tls.RecordHeaderError
+		if errors.As(err, &rhe) && rhe.Conn != nil && looksLikeHTTP(rhe.RecordHeader) {
+			// As net/http does: tell a plain-HTTP client why, on the bare connection.
+			_, _ = io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
+		_ = c.r.serverLog.Output(2, "http: TLS handshake error from "+c.RemoteAddr().String()+": "+err.Error())
+	}
+	return c.tls.ConnectionState()
+}
+
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO":
+		return true
+	}
+	return false
 }
 
 type countingConnKey struct{}
 
 // connContext is the server's ConnContext: it lets the handler find its connection.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if cc, ok := c.(*countingConn); ok {
+	switch cc := c.(type) {
+	case *countingConn:
 		return context.WithValue(ctx, countingConnKey{}, cc)
+	case *tlsCountingConn:
+		return context.WithValue(ctx, countingConnKey{}, &cc.countingConn)
 	}
 	return ctx
 }
@@ -61,8 +107,9 @@ func markHandled(req *http.Request) {
 var statusLinePrefix = []byte("HTTP/1.1 ")
 
 func (c *countingConn) Write(p []byte) (int, error) {
-	// A reply starts a write with its status line; 1xx (100 Continue) is not the reply.
-	if len(p) >= 12 && bytes.HasPrefix(p, statusLinePrefix) && p[9] != '1' {
+	// A reply starts a write with its status line; 1xx (100 Continue) is not the reply. After
+	// a failed TLS handshake net/http still tries to answer 400: no request was received.
+	if len(p) >= 12 && bytes.HasPrefix(p, statusLinePrefix) && p[9] != '1' && !c.handshakeFailed.Load() {
 		if !c.handled.Swap(false) {
 			c.r.refusedByServer(c.RemoteAddr(), p[9:12])
 		}

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,6 +55,7 @@ type Receiver struct {
 	failedCount atomic.Int64
 
 	refusalLogs          [numReasons]logThrottle
+	serverLog            *log.Logger  // the callback server's ErrorLog (throttled)
 	lastUnavailableLog   atomic.Int64 // unix nanoseconds
 	unavailableNotLogged atomic.Int64
 
@@ -209,6 +211,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 		return errors.New("receiver: Serve called more than once")
 	}
 	errorLog := serverErrorLog(r.log)
+	r.serverLog = errorLog
 	cb := &http.Server{
 		Handler:           r.handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -222,12 +225,11 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 		ConnContext:    connContext,
 	}
 	if r.certs != nil {
-		cb.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.certs.getCertificate}
-	} else {
-		// net/http's own refusals (431, 400, 501...) are counted on plain connections; behind
-		// TLS they are encrypted below any wrapper net/http still recognises as TLS.
-		callbacks = countingListener{Listener: callbacks, r: r}
+		// TLS is done by the listener, below the wrapper that counts net/http's own replies.
+		callbacks = tls.NewListener(callbacks, &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: r.certs.getCertificate, NextProtos: []string{"http/1.1"}})
 	}
+	callbacks = countingListener{Listener: callbacks, r: r}
 	var adm *http.Server
 	if admin != nil {
 		// Only the manager and the kubelet need it, but anything in the cluster may reach it.
@@ -246,13 +248,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 
 	serveErr := make(chan error, 2)
 	go func() {
-		var err error
-		if r.certs != nil {
-			err = cb.ServeTLS(callbacks, "", "")
-		} else {
-			err = cb.Serve(callbacks)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
+		if err := cb.Serve(callbacks); !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("serving callbacks: %w", err)
 		}
 	}()
