@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/receiver/authtoken"
 )
 
 // Ports and timings of the receiver container. The admin port is not exposed by the
@@ -42,7 +43,7 @@ const (
 	GracePeriod     = int64(35)
 
 	// TokenEnv is the variable the receiver reads its token from.
-	TokenEnv = "IM_CALLBACK_TOKEN"
+	TokenEnv = authtoken.EnvVar
 
 	// TokenChecksumAnnotation on the pod template changes when the token's value does, so
 	// a rotated token rolls the pods.
