@@ -382,11 +382,36 @@ func TestRotatedTokenRollsThePods(t *testing.T) {
 	secret = get(g, ns, "im-callback-token", &corev1.Secret{})
 	secret.Data["token"] = []byte("a-new-token")
 	must(t, k8sClient.Update(ctx, secret))
+	var after string
 	g.Eventually(func(g Gomega) {
-		after := get(g, ns, cr.Name, &appsv1.Deployment{}).Spec.Template.Annotations[resources.TokenChecksumAnnotation]
+		after = get(g, ns, cr.Name, &appsv1.Deployment{}).Spec.Template.Annotations[resources.TokenChecksumAnnotation]
 		g.Expect(after).To(HavePrefix("sha256:"))
 		g.Expect(after).NotTo(Equal(before))
 	}).Should(Succeed())
+
+	// The same token with the newline a file leaves is the same token for the receiver
+	// (authtoken.Parse on both sides), so the pods stay.
+	secret = get(g, ns, "im-callback-token", &corev1.Secret{})
+	secret.Data["token"] = []byte("a-new-token\n")
+	must(t, k8sClient.Update(ctx, secret))
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, ns, cr.Name, &appsv1.Deployment{}).Spec.Template.Annotations).To(HaveKeyWithValue(resources.TokenChecksumAnnotation, after))
+		g.Expect(condition(get(g, ns, cr.Name, &cbv1.CallbackReceiver{}), cbv1.ConditionTokenResolved).Reason).To(Equal(cbv1.ReasonTokenFound))
+	}, 2*time.Second).Should(Succeed())
+
+	// A blank token is refused, and the running Deployment is left as it is: its pods would
+	// refuse to start with it.
+	secret = get(g, ns, "im-callback-token", &corev1.Secret{})
+	secret.Data["token"] = []byte(" \n")
+	must(t, k8sClient.Update(ctx, secret))
+	g.Eventually(func(g Gomega) {
+		c := condition(get(g, ns, cr.Name, &cbv1.CallbackReceiver{}), cbv1.ConditionTokenResolved)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(cbv1.ReasonTokenEmpty))
+	}).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, ns, cr.Name, &appsv1.Deployment{}).Spec.Template.Annotations).To(HaveKeyWithValue(resources.TokenChecksumAnnotation, after))
+	}, 2*time.Second).Should(Succeed())
 }
 
 func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
@@ -434,6 +459,16 @@ func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
 	secret.Data["token"] = []byte{}
 	must(t, k8sClient.Update(ctx, secret))
 	expectToken(cbv1.ReasonTokenEmpty)
+
+	// Only white space (a file holding a newline) is as empty as nothing: the receiver
+	// would refuse it at start, so no Deployment is made.
+	secret = get(g, ns, "later", &corev1.Secret{})
+	secret.Data["token"] = []byte("\n \t")
+	must(t, k8sClient.Update(ctx, secret))
+	expectToken(cbv1.ReasonTokenEmpty)
+	g.Consistently(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &appsv1.Deployment{}))
+	}, time.Second).Should(BeTrue())
 
 	secret = get(g, ns, "later", &corev1.Secret{})
 	secret.Data["token"] = []byte(token)

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
+	"github.com/imcallback/callback-operator/receiver/authtoken"
 )
 
 // tokenCache computes the checksum of a token Secret's value for the pod template. Only the
@@ -97,16 +98,20 @@ func notFound(k tokenKey) *Problem {
 func sum(k tokenKey, s *corev1.Secret) tokenSum {
 	out := tokenSum{resourceVersion: s.ResourceVersion}
 	v, ok := s.Data[k.key]
-	switch {
-	case !ok:
+	if !ok {
 		out.err = &Problem{cbv1.ReasonTokenKeyNotFound, fmt.Sprintf("Secret %s has no key %q: add the IM console's callback token under that key, or fix spec.auth.tokenSecretRef.key.", k.secret.Name, k.key)}
-	case len(v) == 0:
-		out.err = &Problem{cbv1.ReasonTokenEmpty, fmt.Sprintf("Secret %s key %q is empty: put the IM console's callback token there.", k.secret.Name, k.key)}
-	default:
-		h := sha256.New()
-		_, _ = fmt.Fprintf(h, "callback-operator token\x00%s\x00%s\x00", k.secret.Namespace, k.secret.Name)
-		h.Write(v)
-		out.sum = "sha256:" + hex.EncodeToString(h.Sum(nil))
+		return out
 	}
+	// The receiver reads this value with the same function: a value it would refuse at start
+	// (blank) is refused here, before a Deployment is made to run it.
+	token, err := authtoken.Parse(string(v))
+	if err != nil {
+		out.err = &Problem{cbv1.ReasonTokenEmpty, fmt.Sprintf("Secret %s key %q is empty or only white space: put the IM console's callback token there.", k.secret.Name, k.key)}
+		return out
+	}
+	h := sha256.New()
+	_, _ = fmt.Fprintf(h, "callback-operator token\x00%s\x00%s\x00", k.secret.Namespace, k.secret.Name)
+	h.Write([]byte(token))
+	out.sum = "sha256:" + hex.EncodeToString(h.Sum(nil))
 	return out
 }

@@ -12,16 +12,33 @@
 #     decision next to CPU per accepted-and-delivered callback, and the reply's p99 at half
 #     of the decision peak; then both at one fixed rate (the lower half peak) in alternating
 #     phases, so that neighbours' noise falls on both alike: the CPU ratio to hold to.
-# The receiver runs with signature verification (IM_CALLBACK_TOKEN) and delivery on.
+# The receiver runs with signature verification (IM_CALLBACK_TOKEN) and delivery on; every
+# forwarded request body differs (a counter in it), since an exact repeat is answered as a
+# duplicate.
 #
-# Environment: DURATION (default 10s), PHASE (each alternating phase, default 5s), CONNS (wrk connections, default 32),
-# BENCH_PORT_BASE (default 28100, below the ephemeral range; uses base..base+4).
+# Then the abuse run, each phase on a fresh receiver (so its peak RSS is the phase's):
+#   - ABUSE_CLIENTS (256) clients send ABUSE_BODY-byte (1,000,000) bodies as fast as they can,
+#     with a bad Sign (strangers), then with a valid Sign (a client holding a captured URL);
+#   - meanwhile distinct valid callbacks at ABUSE_RATE (100/s), from a separate process with
+#     real-time priority on the load core (so it measures the receiver, not its own
+#     starvation beside the abusive clients), latency from each one's scheduled time;
+#   - peak RSS (VmHWM) against the 100 MiB target, valid p99 against 100 ms.
+#
+# Environment: DURATION (default 10s), PHASE (each alternating phase, default 5s), CONNS (wrk
+# connections, default 32), BENCH_PORT_BASE (default 28100, below the ephemeral range; uses
+# base..base+4),
+# ABUSE_ONLY=1 (only the abuse run), RECEIVER_BIN (default bin/receiver, built here; another
+# binary to compare, e.g. an older build).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
 PHASE=${PHASE:-5s}
 CONNS=${CONNS:-32}
+ABUSE_CLIENTS=${ABUSE_CLIENTS:-256}
+ABUSE_BODY=${ABUSE_BODY:-1000000}
+ABUSE_RATE=${ABUSE_RATE:-100}
+RECEIVER_BIN=${RECEIVER_BIN:-bin/receiver}
 BASE=${BENCH_PORT_BASE:-28100}
 BARE_ADDR=127.0.0.1:$BASE
 RECV_ADDR=127.0.0.1:$((BASE + 1))
@@ -49,6 +66,7 @@ CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X github.com/imcallback/callba
 go build -o bin/bench-bare ./hack/bench/bare
 go build -o bin/bench-sink ./hack/bench/sink
 go build -o bin/bench-loadgen ./hack/bench/loadgen
+go build -o bin/bench-abuse ./hack/bench/abuse
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -59,15 +77,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BODY='{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"id","To_Account":"id1"},{"From_Account":"id","To_Account":"id2"}]}'
+BODY='{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"id","To_Account":"id1"},{"From_Account":"id","To_Account":"000000000000"}]}'
 TOKEN=bench-token
 RT=$(date +%s)
 SIGN=$(printf '%s%s' "$TOKEN" "$RT" | sha256sum | cut -d' ' -f1)
 QUERY="SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=$RT&Sign=$SIGN"
 cat >"$WORK/post.lua" <<EOF
 wrk.method = "POST"
-wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
+-- Distinct bodies (same length), also across runs (each starts from its own second): the
+-- receiver answers exact repeats as duplicates.
+local n = (os.time() % 10000) * 10000000
+request = function()
+	n = n + 1
+	local body = string.gsub('$BODY', "000000000000", string.format("%012d", n))
+	return wrk.format(nil, nil, nil, body)
+end
 EOF
 DEC_BODY='{"CallbackCommand":"C2C.CallbackBeforeSendMsg","From_Account":"jared","To_Account":"Jonh","MsgSeq":48374,"MsgRandom":2837546,"MsgTime":1557481126,"MsgKey":"48374_2837546_1557481126","OnlineOnlyFlag":1,"MsgBody":[{"MsgType":"TIMTextElem","MsgContent":{"Text":"red packet"}}],"CloudCustomData":"your cloud custom data"}'
 DEC_QUERY="SdkAppid=1400000001&CallbackCommand=C2C.CallbackBeforeSendMsg&contenttype=json&ClientIP=127.0.0.1&OptPlatform=RESTAPI&RequestTime=$RT&Sign=$SIGN"
@@ -81,6 +106,7 @@ EOF
 CLK_TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 wait_http() { # url
 	for _ in $(seq 1 200); do
 		if curl -s -o /dev/null "$1"; then return 0; fi
@@ -108,7 +134,10 @@ run_wrk() {
 }
 # run_loadgen url rate [body] -> prints the loadgen summary line with p99
 run_loadgen() {
-	taskset -c $LOAD_CPU bin/bench-loadgen -url "$1" -body "${3:-$BODY}" -rate "$2" -duration "$DURATION" -conns "$CONNS"
+	local body="${3:-$BODY}" counter=()
+	# A counter keeps forwarded callbacks distinct (exact repeats are duplicates).
+	if [[ $body == *000000000000* ]]; then counter=(-counter 000000000000); fi
+	taskset -c $LOAD_CPU bin/bench-loadgen -url "$1" -body "$body" "${counter[@]}" -rate "$2" -duration "$DURATION" -conns "$CONNS"
 }
 # within_5ms outcome -> "answered-within-5ms total" so far, from the receiver's own request
 # histogram (its handler's time: free of the load generator's scheduling on the busy core).
@@ -125,6 +154,60 @@ within_5ms_since() {
 	echo "$2" | awk -v w1="$w1" -v n1="$n1" '{printf "%.2f%%", (n1 - $2 > 0) ? 100 * (w1 - $1) / (n1 - $2) : 0}'
 }
 warm() { taskset -c $LOAD_CPU wrk -t1 -c"$CONNS" -d2s -s "${2:-$WORK/post.lua}" "$1" >/dev/null; }
+
+
+# abuse_phase NAME SIGN: a fresh receiver under ABUSE_CLIENTS abusive clients whose requests
+# carry SIGN, with valid callbacks beside them; prints one result line.
+abuse_phase() {
+	local name=$1 sign=$2 pid out valid attack rss
+	IM_CALLBACK_TOKEN=$TOKEN taskset -c $SERVER_CPU "$RECEIVER_BIN" --sdkappid 1400000001 --path /im/callback \
+		--sink "http://$SINK_ADDR/" --listen "$RECV_ADDR" --admin-listen "$ADMIN_ADDR" \
+		--max-clock-skew 1h --shutdown-delay 0s --log-level warn 2>"$WORK/abuse-$name.log" &
+	pid=$!
+	PIDS+=("$pid")
+	wait_http "http://$ADMIN_ADDR/readyz"
+	local q="SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete&RequestTime=$RT"
+	taskset -c $LOAD_CPU bin/bench-abuse -attack-url "http://$RECV_ADDR/im/callback?$q&Sign=$sign" \
+		-clients "$ABUSE_CLIENTS" -body-bytes "$ABUSE_BODY" -duration "$(( ${DURATION%s} + 1 ))s" >"$WORK/attack-$name.out" &
+	local apid=$!
+	sleep 0.5
+	valid=$(taskset -c $LOAD_CPU $REALTIME bin/bench-abuse -clients 0 -valid-url "http://$RECV_ADDR/im/callback?$q&Sign=$SIGN" \
+		-rate "$ABUSE_RATE" -duration "$DURATION")
+	wait $apid
+	attack=$(cat "$WORK/attack-$name.out")
+	rss=$(peak_rss_kib $pid)
+	kill $pid
+	wait $pid 2>/dev/null || true
+	local p99 non200
+	p99=$(echo "$valid" | awk '/^valid latency/ {print $6}')
+	non200=$(echo "$valid" | awk '/^valid callbacks/ {gsub(/,/, "", $7); print $7 + $9}')
+	printf '%-22s %10s %12s %9s %9s   %s\n' "$name" "$(mib "$rss") MiB" "$p99" "$non200" \
+		"$(awk -v k="$rss" 'BEGIN {print (k / 1024 < 100) ? "yes" : "NO"}')" "$(echo "$attack" | sed 's/^abusive //')"
+	echo "$valid" >>"$WORK/abuse-valid.out"
+}
+
+abuse() {
+	REALTIME=""
+	if chrt -f 10 true 2>/dev/null; then REALTIME="chrt -f 10"; fi
+	echo "== abuse run: $ABUSE_CLIENTS clients x $ABUSE_BODY-byte bodies on core $LOAD_CPU, valid callbacks at $ABUSE_RATE/s (${REALTIME:-no real-time priority}), receiver on core $SERVER_CPU, $DURATION each" >&2
+	if [ -z "${SINK_PID:-}" ]; then
+		taskset -c $LOAD_CPU bin/bench-sink -raw -listen "$SINK_ADDR" 2>"$WORK/sink.log" &
+		SINK_PID=$!
+		PIDS+=("$SINK_PID")
+		wait_http "http://$SINK_ADDR/count"
+	fi
+	echo
+	echo "abuse run ($RECEIVER_BIN): targets peak RSS < 100 MiB, valid callbacks answered within 100 ms at p99"
+	printf '%-22s %10s %12s %9s %9s   %s\n' "abusive clients" "peak RSS" "valid p99" "valid !200" "RSS<100" "what the abusive clients got"
+	abuse_phase bad-sign "$(printf '%064d' 0)"
+	abuse_phase captured-valid-sign "$SIGN"
+	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+if [ "${ABUSE_ONLY:-0}" = 1 ]; then
+	abuse
+	exit 0
+fi
 
 echo "== bare net/http (ceiling) on core $SERVER_CPU, wrk -c$CONNS on core $LOAD_CPU, $DURATION" >&2
 taskset -c $SERVER_CPU bin/bench-bare -listen "$BARE_ADDR" 2>"$WORK/bare.log" &
@@ -149,7 +232,7 @@ PIDS+=("$SINK_PID")
 taskset -c $LOAD_CPU bin/bench-sink -raw -listen "$DECIDE_ADDR" -answer "$DEC_ANSWER" 2>"$WORK/decide.log" &
 DECIDE_PID=$!
 PIDS+=("$DECIDE_PID")
-IM_CALLBACK_TOKEN=$TOKEN taskset -c $SERVER_CPU bin/receiver --sdkappid 1400000001 --path /im/callback \
+IM_CALLBACK_TOKEN=$TOKEN taskset -c $SERVER_CPU "$RECEIVER_BIN" --sdkappid 1400000001 --path /im/callback \
 	--sink "http://$SINK_ADDR/" --decision "C2C.CallbackBeforeSendMsg=http://$DECIDE_ADDR/" \
 	--listen "$RECV_ADDR" --admin-listen "$ADMIN_ADDR" \
 	--max-clock-skew 1h --shutdown-delay 0s --log-level warn 2>"$WORK/receiver.log" &
@@ -215,7 +298,7 @@ SAME_ACC_T=0 SAME_ACC_N=0 SAME_DEC_T=0 SAME_DEC_N=0
 for _ in 1 2; do
 	read -r a0 _ < <(drain)
 	t0=$(cpu_ticks $RECV_PID)
-	taskset -c $LOAD_CPU bin/bench-loadgen -url "$RECV_URL" -body "$BODY" -rate "$SAME_RATE" -duration "$PHASE" -conns "$CONNS" >/dev/null
+	taskset -c $LOAD_CPU bin/bench-loadgen -url "$RECV_URL" -body "$BODY" -counter 000000000000 -rate "$SAME_RATE" -duration "$PHASE" -conns "$CONNS" >/dev/null
 	read -r a1 _ < <(drain)
 	t1=$(cpu_ticks $RECV_PID)
 	SAME_ACC_T=$((SAME_ACC_T + t1 - t0))
@@ -236,6 +319,7 @@ read -r ACC2 DEL2 DL2 FL2 < <(drain)
 RECV_RSS=$(peak_rss_kib $RECV_PID)
 SINK_COUNT=$(curl -s "http://$SINK_ADDR/count")
 UNAVAILABLE=$(metric 'imcallback_callbacks_total{outcome="unavailable"}')
+DUPLICATE=$(metric 'imcallback_callbacks_total{outcome="duplicate"}')
 REJECTED=$(metric 'imcallback_callbacks_total{outcome="rejected"}')
 
 # Graceful stop: SIGTERM, then the final scrape the receiver waits for (it has been scraped).
@@ -250,7 +334,6 @@ wait $RECV_PID || RECV_EXIT=$?
 
 half_p() { echo "$1" | awk -v k="$2" '/^latency/ {for (i = 1; i <= NF; i++) if ($i == k) print $(i + 1)}'; }
 half_rate() { echo "$1" | awk '/^requests/ {gsub(/[(\/s,]/, "", $5); print $5}'; }
-mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 echo
 echo "receiver benchmark: server on core $SERVER_CPU, load (+ sink) on core $LOAD_CPU, wrk -t1 -c$CONNS -d$DURATION, loopback"
@@ -274,7 +357,7 @@ echo "decision: the same ratio at each one's peak (wrk, one phase each, more exp
 echo "decision: the service alone at that rate, without the receiver: $(echo "$SVC_OUT" | sed -n 2p) (target: the decision's p99 under 5 ms plus this)"
 echo "decision: $DECIDED decided during wrk; $DEC_RELAYED answers relayed in all; $DEC_FAILED failed exchanges, answered by the failure policy (${DEC_REASONS:-none}; "canceled" are requests wrk drops when it stops)"
 echo "load average during the run: $(cut -d' ' -f1-3 /proc/loadavg) (a quiet machine reads below 1)"
-echo "receiver counts after drain: accepted $ACC2, delivered $DEL2, dead-lettered $DL2, failed $FL2, unavailable $UNAVAILABLE, rejected $REJECTED; sink received $SINK_COUNT; exit status $RECV_EXIT"
+echo "receiver counts after drain: accepted $ACC2, delivered $DEL2, dead-lettered $DL2, failed $FL2, unavailable $UNAVAILABLE, rejected $REJECTED, duplicate ${DUPLICATE:-0}; sink received $SINK_COUNT; exit status $RECV_EXIT"
 echo "loadgen at half peak: bare: $(echo "$BARE_HALF_OUT" | head -1)"
 echo "                      receiver: $(echo "$RECV_HALF_OUT" | head -1)"
 echo "                      decision: $(echo "$DEC_HALF_OUT" | head -1)"
@@ -291,3 +374,5 @@ else
 	echo "LOSS: delivered $DEL2 != accepted $ACC2 (or failed / non-zero exit)" >&2
 	exit 1
 fi
+
+abuse

@@ -25,6 +25,23 @@ func signInto(out *[64]byte, token, requestTime string) {
 // maxRequestTimeDigits keeps the parse far from overflow; Unix seconds need 10 digits until 2286.
 const maxRequestTimeDigits = 18
 
+// requestTimeSecs parses a RequestTime of at most maxRequestTimeDigits decimal digits; -1
+// when it is not one.
+func requestTimeSecs(s string) int64 {
+	if s == "" || len(s) > maxRequestTimeDigits {
+		return -1
+	}
+	var secs int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return -1
+		}
+		secs = secs*10 + int64(c-'0')
+	}
+	return secs
+}
+
 // checkSignature is check 6. It never puts the token or the expected Sign in its answer.
 func checkSignature(token string, p *callbackParams, now time.Time, skew time.Duration) (Reason, []byte, bool) {
 	if p.sign == "" {
@@ -36,13 +53,9 @@ func checkSignature(token string, p *callbackParams, now time.Time, skew time.Du
 	if len(p.requestTime) > maxRequestTimeDigits {
 		return ReasonInvalidRequestTime, bodyBadTime, false
 	}
-	var secs int64
-	for i := 0; i < len(p.requestTime); i++ {
-		c := p.requestTime[i]
-		if c < '0' || c > '9' {
-			return ReasonInvalidRequestTime, bodyBadTime, false
-		}
-		secs = secs*10 + int64(c-'0')
+	secs := requestTimeSecs(p.requestTime)
+	if secs < 0 {
+		return ReasonInvalidRequestTime, bodyBadTime, false
 	}
 	diff := now.Unix() - secs
 	if diff < 0 {

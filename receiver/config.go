@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imcallback/callback-operator/receiver/authtoken"
 	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
@@ -26,6 +27,11 @@ const (
 	DefaultMaxClockSkew    = contract.DefaultMaxClockSkew
 	DefaultShutdownDelay   = contract.DefaultShutdownDelay
 	DefaultShutdownTimeout = contract.DefaultShutdownTimeout
+	// DefaultReplayWindowSize bounds the accepted callbacks remembered to answer exact
+	// repeats: ~50 bytes each, so ~5 MiB; 1,600 callbacks a second for a 60s skew window.
+	DefaultReplayWindowSize = 100000
+	// DefaultMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
+	DefaultMaxBodyBytesInFlight = 16 << 20
 	// DefaultMaxRetryAfter bounds how long a sink's Retry-After can hold a worker.
 	DefaultMaxRetryAfter = 5 * time.Minute
 )
@@ -35,6 +41,9 @@ var (
 	DefaultListen      = ":" + strconv.Itoa(contract.DefaultCallbackPort)
 	DefaultAdminListen = ":" + strconv.Itoa(contract.DefaultAdminPort)
 )
+
+// maxMaxBodyBytes bounds --max-body-bytes far above any callback (IM's are a few KiB).
+const maxMaxBodyBytes = 1 << 30
 
 // Backoff policies, named as in Knative's DeliverySpec.
 const (
@@ -86,9 +95,19 @@ type Config struct {
 
 	// MaxBodyBytes bounds a callback's body; larger ones get 413.
 	MaxBodyBytes int64
+	// MaxBodyBytesInFlight bounds the buffers of all bodies being read at once (bodies of
+	// authenticated requests: nobody else's is read). A body that finds no room within a
+	// second gets 503. It is raised to hold at least one body of MaxBodyBytes.
+	MaxBodyBytesInFlight int64
 	// MaxClockSkew bounds |RequestTime - now| when a Token is set.
 	MaxClockSkew time.Duration
-	// Token is the IM console's callback token; empty turns authentication off.
+	// ReplayWindowSize bounds the accepted callbacks remembered (with a Token) so that an exact
+	// repeat (same Sign, RequestTime and body) within MaxClockSkew is answered OK and counted
+	// "duplicate" instead of being forwarded again. When full, the oldest is forgotten. Zero
+	// means DefaultReplayWindowSize; negative turns the check off.
+	ReplayWindowSize int
+	// Token is the IM console's callback token, as authtoken.Parse returns it; empty turns
+	// authentication off.
 	Token string
 
 	// Listen and AdminListen are the addresses Run listens on (callbacks, and /metrics,
@@ -111,21 +130,23 @@ type Config struct {
 // routes and decisions (see Config.Commands).
 func DefaultConfig() Config {
 	return Config{
-		Retry:           DefaultRetry,
-		BackoffPolicy:   DefaultBackoffPolicy,
-		BackoffDelay:    DefaultBackoffDelay,
-		DeliveryTimeout: DefaultDeliveryTimeout,
-		MaxRetryAfter:   DefaultMaxRetryAfter,
-		QueueSize:       DefaultQueueSize,
-		Workers:         DefaultWorkers,
-		MaxBodyBytes:    DefaultMaxBodyBytes,
-		MaxClockSkew:    DefaultMaxClockSkew,
-		Listen:          DefaultListen,
-		AdminListen:     DefaultAdminListen,
-		ShutdownDelay:   DefaultShutdownDelay,
-		ShutdownTimeout: DefaultShutdownTimeout,
-		DecisionTimeout: DefaultDecisionTimeout,
-		DecisionFailure: DefaultDecisionFailure,
+		Retry:                DefaultRetry,
+		BackoffPolicy:        DefaultBackoffPolicy,
+		BackoffDelay:         DefaultBackoffDelay,
+		DeliveryTimeout:      DefaultDeliveryTimeout,
+		MaxRetryAfter:        DefaultMaxRetryAfter,
+		QueueSize:            DefaultQueueSize,
+		Workers:              DefaultWorkers,
+		MaxBodyBytes:         DefaultMaxBodyBytes,
+		MaxClockSkew:         DefaultMaxClockSkew,
+		Listen:               DefaultListen,
+		AdminListen:          DefaultAdminListen,
+		ShutdownDelay:        DefaultShutdownDelay,
+		ShutdownTimeout:      DefaultShutdownTimeout,
+		DecisionTimeout:      DefaultDecisionTimeout,
+		DecisionFailure:      DefaultDecisionFailure,
+		MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight,
+		ReplayWindowSize:     DefaultReplayWindowSize,
 	}
 }
 
@@ -144,6 +165,8 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	orDefault(&c.Listen, DefaultListen)
 	orDefault(&c.AdminListen, DefaultAdminListen)
+	orDefault(&c.ReplayWindowSize, DefaultReplayWindowSize)
+	orDefault(&c.MaxBodyBytesInFlight, DefaultMaxBodyBytesInFlight)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -221,8 +244,17 @@ func (c *Config) Validate() error {
 	if c.Workers < 0 {
 		add("workers must be > 0, got %d", c.Workers)
 	}
-	if c.MaxBodyBytes < 0 {
-		add("max-body-bytes must be > 0, got %d", c.MaxBodyBytes)
+	if c.MaxBodyBytes < 0 || c.MaxBodyBytes > maxMaxBodyBytes {
+		add("max-body-bytes must be > 0 and at most %d, got %d", maxMaxBodyBytes, c.MaxBodyBytes)
+	}
+	if c.MaxBodyBytesInFlight < 0 {
+		add("max-body-bytes-in-flight must be > 0, got %d", c.MaxBodyBytesInFlight)
+	}
+	if c.Token != "" {
+		// Never the value itself: errors end up in logs.
+		if t, err := authtoken.Parse(c.Token); err != nil || t != c.Token {
+			add("token must not be blank or have surrounding white space (read it with authtoken.Parse)")
+		}
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls-cert-file and tls-key-file must be given together")

@@ -40,6 +40,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.ShutdownDelay = 30 * time.Second }, "shutdown-delay (30s) must be shorter than shutdown-timeout (25s)"},
 		{func(c *Config) { c.QueueSize = -1 }, "queue-size must be > 0"},
 		{func(c *Config) { c.TLSCertFile = "c" }, "tls-cert-file and tls-key-file must be given together"},
+		{func(c *Config) { c.Token = " \n" }, "token must not be blank"},
+		{func(c *Config) { c.Token = "xxxxyyyy\n" }, "surrounding white space"},
 	} {
 		c := valid()
 		tc.mutate(&c)

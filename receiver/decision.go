@@ -325,3 +325,24 @@ func (r *Receiver) logDecisionFailure(req *http.Request, ds *decisionService, co
 		slog.String("command", clip(command)), slog.String("service", ds.url.Redacted()), slog.String("error", msg),
 		slog.Int64("notLoggedSinceLastLine", r.decisionFailureNotLogged.Swap(0)))
 }
+
+// readBody appends what body holds to buf, failing with errBodyTooLarge once it exceeds max
+// bytes (a decision service's answer is trusted no more than a callback).
+func readBody(body io.Reader, buf []byte, max int64) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return buf, errBodyTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}

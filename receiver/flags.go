@@ -31,6 +31,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.QueueSize, contract.FlagQueueSize, c.QueueSize, "accepted callbacks waiting for delivery; when full, callbacks get 503")
 	fs.IntVar(&c.Workers, contract.FlagWorkers, c.Workers, "concurrent deliveries")
 	fs.Var((*byteSize)(&c.MaxBodyBytes), contract.FlagMaxBodyBytes, "largest callback body accepted, in bytes (suffixes Ki, Mi allowed)")
+	fs.Var((*byteSize)(&c.MaxBodyBytesInFlight), contract.FlagMaxBodyBytesInFlight, "bytes all bodies being read at once may hold (only authenticated requests' bodies are read); a body finding no room within a second gets 503")
+	fs.IntVar(&c.ReplayWindowSize, contract.FlagReplayWindowSize, c.ReplayWindowSize, "accepted callbacks remembered so that an exact repeat (same Sign, RequestTime and body) within --max-clock-skew is answered OK but not forwarded again; when full the oldest is forgotten; < 0 turns this off (with a token only)")
 	fs.DurationVar(&c.MaxClockSkew, contract.FlagMaxClockSkew, c.MaxClockSkew, "largest accepted difference between RequestTime and this clock (with a token)")
 	fs.StringVar(&c.Listen, contract.FlagListen, c.Listen, "address for callbacks")
 	fs.StringVar(&c.AdminListen, contract.FlagAdminListen, c.AdminListen, "address for /metrics, /healthz and /readyz")

@@ -35,6 +35,7 @@ func FuzzHandler(f *testing.F) {
 	cfg.Commands = allSns
 	cfg.MaxBodyBytes = 4096
 	cfg.QueueSize = 1
+	cfg.ReplayWindowSize = 16
 	r := newReceiver(f, cfg)
 	h := r.Handler()
 
@@ -88,7 +89,8 @@ func FuzzHandler(f *testing.F) {
 			t.Fatalf("unexpected status %d", w.Code)
 		}
 		grew := (after.accepted - before.accepted) + (after.rejected - before.rejected) +
-			(after.ignored - before.ignored) + (after.unavailable - before.unavailable)
+			(after.ignored - before.ignored) + (after.unavailable - before.unavailable) +
+			(after.duplicate - before.duplicate)
 		if grew != 1 {
 			t.Fatalf("the request was counted %v times", grew)
 		}
@@ -114,6 +116,7 @@ func FuzzHandler(f *testing.F) {
 			}
 			if accepted {
 				checkPairsWithStdlib(t, top)
+				checkAsAGoConsumer(t, body, v.Get("CallbackCommand"))
 			}
 		}
 		for len(r.queue) > 0 {
@@ -138,6 +141,33 @@ func checkPairsWithStdlib(t *testing.T, top map[string]json.RawMessage) {
 	}
 }
 
+// checkAsAGoConsumer decodes an accepted body the way a Go consumer of the event would, into
+// a struct (encoding/json matches its keys case-insensitively, the last match winning), and
+// checks that it reads what the receiver checked.
+func checkAsAGoConsumer(t *testing.T, body []byte, command string) {
+	var ev struct {
+		CallbackCommand string
+		PairList        []struct{ From_Account, To_Account string } //nolint:revive // IM's names
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		t.Fatalf("accepted a body a Go consumer cannot decode: %v", err)
+	}
+	if ev.CallbackCommand != command {
+		t.Fatalf("accepted %s: a Go consumer reads CallbackCommand %q, the query says %q", body, ev.CallbackCommand, command)
+	}
+	switch command {
+	case CmdBlackListDelete, CmdBlackListAdd, CmdFriendDelete, CmdFriendAdd:
+		if len(ev.PairList) == 0 {
+			t.Fatalf("accepted %s: a Go consumer reads no pairs", body)
+		}
+		for _, p := range ev.PairList {
+			if p.From_Account == "" || p.To_Account == "" {
+				t.Fatalf("accepted %s: a Go consumer reads an empty account in %+v", body, p)
+			}
+		}
+	}
+}
+
 // FuzzBodyChecks compares the body walker with encoding/json on arbitrary bodies.
 func FuzzBodyChecks(f *testing.F) {
 	for _, cmd := range allSns {
@@ -146,6 +176,8 @@ func FuzzBodyChecks(f *testing.F) {
 	f.Add([]byte(`{"CallbackCommand":"a","CallbackCommand":"a"}`), "a")
 	f.Add([]byte(`{"Callback\u0043ommand":"\u00e9","PairList":[{"From_Account":"\"","To_Account":"]"}]}`), "é")
 	f.Add([]byte(` {"PairList":[{"From_Account":"a","To_Account":"b","From_Account":"c"}],"CallbackCommand":"Sns.CallbackBlackListAdd"} `), CmdBlackListAdd)
+	f.Add([]byte(`{"CallbackCommand":"Sns.CallbackBlackListAdd","PairList":[{"From_Account":"a","To_Account":"b"}],"pairlist":[]}`), CmdBlackListAdd)
+	f.Add([]byte(`{"Callbac\u212aCommand":"x","CallbackCommand":"Sns.CallbackBlackListAdd","PairList":[{"From_Account":"a","to_account":"","To_Account":"b"}]}`), CmdBlackListAdd)
 	f.Fuzz(func(t *testing.T, body []byte, command string) {
 		var top topLevel
 		berr := checkCommand(body, command, &top)
@@ -171,6 +203,10 @@ func FuzzBodyChecks(f *testing.F) {
 		if berr != nil {
 			return
 		}
+		var consumer struct{ CallbackCommand string }
+		if json.Unmarshal(body, &consumer) != nil || consumer.CallbackCommand != command {
+			t.Fatalf("walker accepted %q for %q; a Go consumer reads CallbackCommand %q", body, command, consumer.CallbackCommand)
+		}
 		pairs, perr := checkSns(body, command, &top)
 		switch command {
 		case CmdBlackListDelete, CmdBlackListAdd, CmdFriendDelete:
@@ -187,6 +223,9 @@ func FuzzBodyChecks(f *testing.F) {
 			if perr == nil && (!stdOK || pairs != len(list)) {
 				t.Fatalf("walker accepted pairs of %q; encoding/json disagrees", body)
 			}
+			if perr == nil {
+				checkAsAGoConsumer(t, body, command)
+			}
 			if perr != nil && stdOK && !bytes.Contains(perr.body, []byte("more than once")) {
 				t.Fatalf("walker refused the pairs of %q (%s); encoding/json accepts them", body, perr.body)
 			}
@@ -194,7 +233,8 @@ func FuzzBodyChecks(f *testing.F) {
 	})
 }
 
-// topLevelDuplicates reports whether a top-level member the walker checks appears twice.
+// topLevelDuplicates reports whether a top-level member the walker checks appears twice, in
+// any letter case as encoding/json folds them.
 func topLevelDuplicates(body []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
@@ -207,12 +247,13 @@ func topLevelDuplicates(body []byte) bool {
 			return false
 		}
 		k, _ := tok.(string)
-		switch k {
-		case "CallbackCommand", "PairList", "ClientCmd", "Admin_Account", "ForceFlag":
-			if seen[k] {
-				return true
+		for _, checked := range []string{"CallbackCommand", "PairList", "ClientCmd", "Admin_Account", "ForceFlag"} {
+			if strings.EqualFold(k, checked) {
+				if seen[checked] {
+					return true
+				}
+				seen[checked] = true
 			}
-			seen[k] = true
 		}
 		var skip json.RawMessage
 		if dec.Decode(&skip) != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -24,34 +23,26 @@ var contentTypeJSON = []string{"application/json"}
 // serveCallback runs the checks in this order, the first that fails deciding the reply: path,
 // method, declared size, query parameters, SdkAppid, signature, body, command selection,
 // typed payload checks; then a decided command is answered by its decision service, and a
-// forwarded one needs room in the queue.
+// forwarded one is checked for an exact replay and needs room in the queue. Nothing of a
+// request's body is read before its sender proved who it is (checks 4-6).
 func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	markHandled(req)
 
-	// 1-3: path, method, size.
-	if req.URL.Path != r.cfg.Path {
-		r.refuse(w, req, start, nil, answer{http.StatusNotFound, ReasonNotFound, bodyNotFound})
+	// 1-3: path (as sent: /im/%63allback is not /im/callback), method, declared size.
+	if req.URL.Path != r.cfg.Path || req.URL.RawPath != "" {
+		r.refuseUnread(w, req, start, nil, answer{http.StatusNotFound, ReasonNotFound, bodyNotFound})
 		return
 	}
 	if req.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPOST
-		r.refuse(w, req, start, nil, answer{http.StatusMethodNotAllowed, ReasonMethodNotAllowed, bodyMethod})
+		r.refuseUnread(w, req, start, nil, answer{http.StatusMethodNotAllowed, ReasonMethodNotAllowed, bodyMethod})
 		return
 	}
 	if req.ContentLength > r.cfg.MaxBodyBytes {
-		r.refuse(w, req, start, nil, answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge})
-		return
-	}
-	bufp := bodyPool.Get().(*[]byte)
-	defer putBody(bufp)
-	body, err := readBody(req.Body, (*bufp)[:0], r.cfg.MaxBodyBytes)
-	*bufp = body[:0]
-	switch {
-	case errors.Is(err, errBodyTooLarge):
-		r.refuse(w, req, start, nil, answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge})
-		return
-	case err != nil:
-		r.refuse(w, req, start, nil, answer{http.StatusBadRequest, ReasonUnreadableBody, bodyUnreadable})
+		var p callbackParams
+		parseParams(req.URL.RawQuery, &p)
+		r.refuseTooLarge(w, req, start, &p, r.authentic(&p, r.now()))
 		return
 	}
 
@@ -59,19 +50,19 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	var p callbackParams
 	parseParams(req.URL.RawQuery, &p)
 	if p.sdkAppID == "" {
-		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoSdkAppID})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoSdkAppID})
 		return
 	}
 	if p.command == "" {
-		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoCommand})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusBadRequest, ReasonMissingParameter, bodyNoCommand})
 		return
 	}
 	if b := invalidParams(&p); b != nil {
-		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonInvalidParameter, b})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusBadRequest, ReasonInvalidParameter, b})
 		return
 	}
 	if p.sdkAppID != r.sdkAppID {
-		r.refuse(w, req, start, &p, answer{http.StatusForbidden, ReasonWrongSdkAppID, bodyWrongApp})
+		r.refuseUnread(w, req, start, &p, answer{http.StatusForbidden, ReasonWrongSdkAppID, bodyWrongApp})
 		return
 	}
 	received := r.now()
@@ -80,12 +71,35 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 			if b == nil {
 				b = r.bodySkew
 			}
-			r.refuse(w, req, start, &p, answer{http.StatusUnauthorized, reason, b})
+			r.refuseUnread(w, req, start, &p, answer{http.StatusUnauthorized, reason, b})
 			return
 		}
 	}
 
-	// 7-9: body, selection, typed checks.
+	// 7: only now the body, within --max-body-bytes and the budget of bodies being read.
+	bodyBuf, err := r.bodies.read(req.Context(), req.Body, req.ContentLength)
+	defer r.bodies.release(bodyBuf)
+	var body []byte
+	if bodyBuf != nil {
+		body = *bodyBuf
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, errBodyTooLarge):
+		r.refuseTooLarge(w, req, start, &p, true)
+		return
+	case errors.Is(err, errBodyBudget):
+		r.metrics.unavailable.Inc()
+		writeReply(w, http.StatusServiceUnavailable, bodyBusy)
+		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
+		r.logUnavailable(req, bodyBusy)
+		return
+	default:
+		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonUnreadableBody, bodyUnreadable})
+		return
+	}
+
+	// 8-10: JSON, selection, typed checks.
 	var top topLevel
 	if be := checkCommand(body, p.command, &top); be != nil {
 		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, be.reason, be.body})
@@ -107,13 +121,30 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	// Decided commands are answered by their decision service (decision.go): no queue.
+	// Decided commands are answered by their decision service (decision.go): no queue, and
+	// no replay suppression: a repeat of a before-callback (IM's retry on timeout) is decided
+	// again, as IM waits for that answer.
 	if handled.decision != nil {
 		r.decide(w, req, start, handled.decision, &p, received, body)
 		return
 	}
 
-	// 10: queue.
+	// An exact repeat of an accepted callback is answered OK and not forwarded again. Without
+	// a token there is no Sign to tell a repeat from a new callback with the same body.
+	var replayKey replayKey
+	var claim uint64
+	if r.replay != nil {
+		var dup bool
+		replayKey = r.replay.key(p.sign, p.requestTime, body)
+		if claim, dup = r.replay.claim(replayKey, received.Unix(), requestTimeSecs(p.requestTime)+r.skewSecs); dup {
+			r.metrics.duplicate.Inc()
+			writeReply(w, http.StatusOK, bodyOK)
+			r.metrics.requestDuplicate.Observe(time.Since(start).Seconds())
+			return
+		}
+	}
+
+	// 11: queue.
 	it := &item{
 		received:       received,
 		sdkAppID:       p.sdkAppID,
@@ -124,7 +155,11 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		hasOptPlatform: p.hasOptPlatform,
 		body:           append(make([]byte, 0, len(body)), body...),
 	}
-	if unavailable := r.enqueue(it); unavailable != nil {
+	unavailable := r.enqueue(it)
+	if r.replay != nil {
+		r.replay.settle(replayKey, claim, unavailable == nil)
+	}
+	if unavailable != nil {
 		r.metrics.unavailable.Inc()
 		writeReply(w, http.StatusServiceUnavailable, unavailable)
 		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
@@ -167,15 +202,133 @@ func (r *Receiver) logUnavailable(req *http.Request, body []byte) {
 		slog.Int("queueSize", cap(r.queue)), slog.Int64("notLoggedSinceLastLine", r.unavailableNotLogged.Swap(0)))
 }
 
-// refuse answers a rejected request, counts it by reason and logs one line for it. The Sign
-// and the rest of the query are never logged.
+// refuseTooLarge answers 413. For an authentic request (IM's, or anybody's without a token)
+// it then reads and discards, within bounds, what the client still sends before the
+// connection closes: a client that writes its whole body before it reads the reply (Python's
+// urllib does) would otherwise get a connection reset instead of the 413. A stranger gets the
+// reply and a closed connection: reading their bytes would be work done for them.
+func (r *Receiver) refuseTooLarge(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, authentic bool) {
+	a := answer{http.StatusRequestEntityTooLarge, ReasonBodyTooLarge, r.bodyTooLarge}
+	select {
+	case r.drainSlots <- struct{}{}:
+		defer func() { <-r.drainSlots }()
+	default:
+		authentic = false // enough bodies being drained already
+	}
+	if !authentic {
+		r.countRefusal(req, start, p, a)
+		closeWithReply(w, a)
+		return
+	}
+	rc := http.NewResponseController(w)
+	// Without this net/http stops reading the body at the first byte of the reply.
+	_ = rc.EnableFullDuplex()
+	w.Header()["Connection"] = connectionClose
+	r.refuse(w, req, start, p, a)
+	if rc.Flush() != nil {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Now().Add(tooLargeDrainTime))
+	_, _ = io.CopyN(io.Discard, req.Body, r.tooLargeDrainBytes)
+}
+
+// authentic reports whether a request passes checks 4-6 (it is IM's, or there is no token),
+// without counting anything.
+func (r *Receiver) authentic(p *callbackParams, now time.Time) bool {
+	if p.sdkAppID != r.sdkAppID || p.command == "" {
+		return false
+	}
+	if r.cfg.Token == "" {
+		return true
+	}
+	_, _, ok := checkSignature(r.cfg.Token, p, now, r.cfg.MaxClockSkew)
+	return ok
+}
+
+// tooLargeDrainTime bounds how long a refused body is read and discarded; the bytes are
+// bounded by 4 x --max-body-bytes, and at most maxConcurrentDrains are read at once. A
+// client sending more, or slower, gets the reply and a closed connection.
+const (
+	tooLargeDrainTime   = 5 * time.Second
+	maxConcurrentDrains = 4
+)
+
+// maxDiscardedBody is the largest unread body of a refused request that net/http may read and
+// discard to keep the connection (it would read up to 256 KiB). IM's callbacks are a few KiB;
+// with 200 KB bodies and a bad Sign, 256 KiB took the abuse run to 53 MiB and a 133 ms p99,
+// 64 KiB to 29 MiB and 3 ms.
+const maxDiscardedBody = 64 << 10
+
+// refuseUnread answers a request refused before its body was read (checks 1-6). net/http
+// discards a small unread body and keeps the connection; a longer one (or one of unknown
+// length) would be read for a stranger, or hold the connection, its goroutine and its request
+// for another half second after the reply so that the reply is not lost to a reset. Neither
+// is worth it: the reply is written and the connection closed at once.
+func (r *Receiver) refuseUnread(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, a answer) {
+	if req.ContentLength >= 0 && req.ContentLength <= maxDiscardedBody {
+		r.refuse(w, req, start, p, a)
+		return
+	}
+	r.countRefusal(req, start, p, a)
+	closeWithReply(w, a)
+}
+
+// closeWithReply writes the reply straight onto the connection and closes it. Where the
+// connection cannot be taken over (HTTP/2, tests' recorders) it answers as usual, asking
+// for the connection to be closed.
+func closeWithReply(w http.ResponseWriter, a answer) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		w.Header()["Connection"] = connectionClose
+		writeReply(w, a.status, a.body)
+		return
+	}
+	defer conn.Close()
+	reply := make([]byte, 0, 192+len(a.body))
+	reply = append(reply, "HTTP/1.1 "...)
+	reply = strconv.AppendInt(reply, int64(a.status), 10)
+	reply = append(reply, ' ')
+	reply = append(reply, http.StatusText(a.status)...)
+	reply = append(reply, "\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
+	reply = strconv.AppendInt(reply, int64(len(a.body)), 10)
+	if allow := w.Header()["Allow"]; len(allow) == 1 {
+		reply = append(reply, "\r\nAllow: "...)
+		reply = append(reply, allow[0]...)
+	}
+	reply = append(reply, "\r\n\r\n"...)
+	reply = append(reply, a.body...)
+	_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = conn.Write(reply)
+}
+
+var connectionClose = []string{"close"}
+
+// refuse answers a rejected request and counts it by reason; the log line for it is
+// throttled per reason (see logThrottle).
 func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, start time.Time, p *callbackParams, a answer) {
+	writeReply(w, a.status, a.body)
+	r.countRefusal(req, start, p, a)
+}
+
+func (r *Receiver) countRefusal(req *http.Request, start time.Time, p *callbackParams, a answer) {
 	r.metrics.rejected.Inc()
 	r.metrics.reasons[a.reason].Inc()
-	writeReply(w, a.status, a.body)
 	r.metrics.requestRejected.Observe(time.Since(start).Seconds())
+	r.logRefusal(req, start, p, a)
+}
 
-	attrs := make([]slog.Attr, 0, 8)
+// logRefusal logs a refusal, unless refusalLogBurst lines of its reason were logged in the
+// last second. The Sign and the rest of the query are never logged.
+func (r *Receiver) logRefusal(req *http.Request, now time.Time, p *callbackParams, a answer) {
+	ctx := context.WithoutCancel(req.Context())
+	if !r.log.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	ok, left := r.refusalLogs[a.reason].allow(now, refusalLogBurst)
+	if !ok {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 9)
 	attrs = append(attrs,
 		slog.String("reason", a.reason.String()),
 		slog.Int("status", a.status),
@@ -187,7 +340,8 @@ func (r *Receiver) refuse(w http.ResponseWriter, req *http.Request, start time.T
 	if p != nil {
 		attrs = append(attrs, slog.String("sdkAppid", clip(p.sdkAppID)), slog.String("command", clip(p.command)))
 	}
-	r.log.LogAttrs(context.WithoutCancel(req.Context()), slog.LevelWarn, "callback rejected", attrs...)
+	attrs = append(attrs, slog.Int64("notLoggedSinceLastLine", left))
+	r.log.LogAttrs(ctx, slog.LevelWarn, "callback rejected", attrs...)
 }
 
 func writeReply(w http.ResponseWriter, status int, body []byte) {
@@ -235,41 +389,6 @@ func clip(s string) string {
 		return s[:max] + "…"
 	}
 	return s
-}
-
-var errBodyTooLarge = errors.New("body too large")
-
-// readBody appends the body to buf, failing with errBodyTooLarge once it exceeds max bytes.
-func readBody(body io.Reader, buf []byte, max int64) ([]byte, error) {
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if int64(len(buf)) > max {
-			return buf, errBodyTooLarge
-		}
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// bodyPool recycles request body buffers; buffers grown beyond maxPooledBody are dropped so a
-// few large bodies do not pin memory.
-var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-const maxPooledBody = 64 << 10
-
-func putBody(b *[]byte) {
-	if cap(*b) <= maxPooledBody {
-		*b = (*b)[:0]
-		bodyPool.Put(b)
-	}
 }
 
 func tooLargeBody(max int64) []byte {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -44,6 +45,7 @@ func TestHandlerReplies(t *testing.T) {
 		query   string
 		body    string
 		chunked bool // send without Content-Length
+		again   bool // the same request was accepted just before
 
 		status  int
 		reply   string
@@ -56,6 +58,10 @@ func TestHandlerReplies(t *testing.T) {
 		{name: "wrong path", path: "/other", query: okQuery, body: blackListDeleteBody,
 			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
 		{name: "path with trailing slash", path: testPath + "/", query: okQuery, body: blackListDeleteBody,
+			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
+		{name: "path with an escaped letter is not the path", path: "/im/%63allback", query: okQuery, body: blackListDeleteBody,
+			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
+		{name: "path with an escaped slash is not the path", path: "/im%2Fcallback", query: okQuery, body: blackListDeleteBody,
 			status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
 		{name: "root path", path: "/", status: 404, reply: fail("not found"), outcome: OutcomeRejected, reason: "not_found"},
 		// 2: method
@@ -139,7 +145,25 @@ func TestHandlerReplies(t *testing.T) {
 		{name: "body a JSON string", query: okQuery, body: `"Sns.CallbackBlackListDelete"`,
 			status: 400, reply: fail("body is not a JSON object"), outcome: OutcomeRejected, reason: "invalid_json"},
 		{name: "CallbackCommand twice", query: okQuery, body: `{"CallbackCommand":"Sns.CallbackBlackListDelete","CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"b"}]}`,
-			status: 400, reply: fail(`body has the member \"CallbackCommand\" more than once`), outcome: OutcomeRejected, reason: "invalid_json"},
+			status: 400, reply: fail(`body has the member \"CallbackCommand\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_json"},
+		// encoding/json matches keys case-insensitively (Unicode folding): a consumer reads one
+		// of these, the receiver checked the other.
+		{name: "PairList and pairlist", query: okQuery, body: `{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"b"}],"pairlist":[{"From_Account":"","To_Account":""}]}`,
+			status: 400, reply: fail(`body has the member \"PairList\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_json"},
+		{name: "pairlist before PairList", query: okQuery, body: `{"pairList":7,"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"b"}]}`,
+			status: 400, reply: fail(`body has the member \"PairList\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_json"},
+		{name: "CallbackCommand with a Kelvin sign", query: okQuery, body: `{"CallbackCommand":"Sns.CallbackBlackListDelete","Callbac\u212aCommand":"Sns.CallbackBlackListAdd","PairList":[{"From_Account":"a","To_Account":"b"}]}`,
+			status: 400, reply: fail(`body has the member \"CallbackCommand\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_json"},
+		{name: "PairList with a long s, unescaped", query: okQuery, body: "{\"CallbackCommand\":\"Sns.CallbackBlackListDelete\",\"PairList\":[{\"From_Account\":\"a\",\"To_Account\":\"b\"}],\"PairLi\u017ft\":[]}",
+			status: 400, reply: fail(`body has the member \"PairList\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_json"},
+		{name: "pairlist alone is not PairList", query: okQuery, body: `{"CallbackCommand":"Sns.CallbackBlackListDelete","pairlist":[{"From_Account":"a","To_Account":"b"}]}`,
+			status: 400, reply: fail("PairList must be a non-empty array"), outcome: OutcomeRejected, reason: "invalid_payload"},
+		{name: "To_Account and to_account", query: okQuery, body: withPair(`{"From_Account":"a","To_Account":"b","to_account":""}`),
+			status: 400, reply: fail(`PairList[0] has the member \"To_Account\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_payload"},
+		{name: "FROM_ACCOUNT before From_Account", query: okQuery, body: withPair(`{"FROM_ACCOUNT":"","From_Account":"a","To_Account":"b"}`),
+			status: 400, reply: fail(`PairList[0] has the member \"From_Account\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_payload"},
+		{name: "other members in other cases are fine", query: okQuery, body: `{"CallbackCommand":"Sns.CallbackBlackListDelete","eventtime":1,"EventTime":2,"PairList":[{"From_Account":"a","To_Account":"b","note":1,"Note":2}]}`,
+			status: 200, reply: replyOK, outcome: OutcomeAccepted, pairs: 1},
 		{name: "body without CallbackCommand", query: okQuery, body: `{"PairList":[{"From_Account":"a","To_Account":"b"}]}`,
 			status: 400, reply: fail("body has no CallbackCommand string"), outcome: OutcomeRejected, reason: "command_mismatch"},
 		{name: "CallbackCommand in other case is another member", query: okQuery, body: `{"callbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"b"}]}`,
@@ -150,6 +174,13 @@ func TestHandlerReplies(t *testing.T) {
 			status: 400, reply: fail("CallbackCommand in the body differs from the query's"), outcome: OutcomeRejected, reason: "command_mismatch"},
 		{name: "escaped CallbackCommand key and value", query: okQuery, body: `{"Callback\u0043ommand":"Sns.Callback\u0042lackListDelete","PairList":[{"From_Account":"a","To_Account":"b"}]}`,
 			status: 200, reply: replyOK, outcome: OutcomeAccepted, pairs: 1},
+		// exact repeats (with a token): answered OK, not queued again
+		{name: "the same signed callback again is a duplicate", again: true, query: okQuery, body: blackListDeleteBody,
+			status: 200, reply: replyOK, outcome: OutcomeDuplicate},
+		{name: "the same chunked callback again is a duplicate", again: true, chunked: true, query: okQuery, body: blackListDeleteBody,
+			status: 200, reply: replyOK, outcome: OutcomeDuplicate},
+		{name: "without a token the same callback again is forwarded again", again: true, noToken: true, query: q("SdkAppid", "1400000001", "CallbackCommand", CmdBlackListDelete), body: blackListDeleteBody,
+			status: 200, reply: replyOK, outcome: OutcomeAccepted, pairs: 3},
 		// 8: selection
 		{name: "unselected Sns command is ignored", query: signedQuery("Sns.CallbackFriendImport"), body: `{"CallbackCommand":"Sns.CallbackFriendImport"}`,
 			status: 200, reply: replyOK, outcome: OutcomeIgnored},
@@ -177,7 +208,7 @@ func TestHandlerReplies(t *testing.T) {
 		{name: "To_Account missing in the second pair", query: okQuery, body: withPair(`{"From_Account":"a","To_Account":"b"},{"From_Account":"a"}`),
 			status: 400, reply: fail("PairList[1].To_Account must be a non-empty string"), outcome: OutcomeRejected, reason: "invalid_payload"},
 		{name: "To_Account twice", query: okQuery, body: withPair(`{"From_Account":"a","To_Account":"b","To_Account":"c"}`),
-			status: 400, reply: fail(`PairList[0] has the member \"To_Account\" more than once`), outcome: OutcomeRejected, reason: "invalid_payload"},
+			status: 400, reply: fail(`PairList[0] has the member \"To_Account\" more than once (in any letter case)`), outcome: OutcomeRejected, reason: "invalid_payload"},
 		{name: "unknown members are allowed and kept", query: okQuery, body: `{"EventTime":1669872112123,"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"b","Note":{"x":[1,2,{"y":"]"}]}}],"Extra":null}`,
 			status: 200, reply: replyOK, outcome: OutcomeAccepted, pairs: 1},
 		{name: "Sns.CallbackBlackListAdd", query: signedQuery(CmdBlackListAdd), body: blackListAddBody,
@@ -218,18 +249,18 @@ func TestHandlerReplies(t *testing.T) {
 
 	newTableReceiver := func(token string) *Receiver {
 		cfg := testConfig("http://127.0.0.1:1")
+		cfg.ReplayWindowSize = 0 // the default
 		cfg.Token = token
 		cfg.Commands = allSns
 		cfg.MaxBodyBytes = 4096
 		return newReceiver(t, cfg)
 	}
-	withToken, withoutToken := newTableReceiver(exampleToken), newTableReceiver("")
-
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
-			r := withToken
+			// A receiver per row: rows repeat the signed example, which would be a duplicate.
+			r := newTableReceiver(exampleToken)
 			if tc.noToken {
-				r = withoutToken
+				r = newTableReceiver("")
 			}
 			method, path := tc.method, tc.path
 			if method == "" {
@@ -242,11 +273,21 @@ func TestHandlerReplies(t *testing.T) {
 			if tc.query != "" {
 				target += "?" + tc.query
 			}
-			var body io.Reader = strings.NewReader(tc.body)
-			if tc.chunked {
-				body = io.MultiReader(body) // hides the length
+			newRequest := func() *http.Request {
+				var body io.Reader = strings.NewReader(tc.body)
+				if tc.chunked {
+					body = io.MultiReader(body) // hides the length
+				}
+				return httptest.NewRequest(method, target, body)
 			}
-			req := httptest.NewRequest(method, target, body)
+			if tc.again {
+				w := httptest.NewRecorder()
+				r.Handler().ServeHTTP(w, newRequest())
+				if w.Code != 200 || countsOf(r).accepted != 1 {
+					t.Fatalf("the first request: %d %s", w.Code, w.Body)
+				}
+			}
+			req := newRequest()
 			before := countsOf(r)
 			var reasonBefore float64
 			if tc.reason != "" {
@@ -282,6 +323,8 @@ func TestHandlerReplies(t *testing.T) {
 				want.ignored++
 			case OutcomeUnavailable:
 				want.unavailable++
+			case OutcomeDuplicate:
+				want.duplicate++
 			}
 			if after != want {
 				t.Errorf("counters = %+v, want %+v", after, want)
@@ -435,7 +478,74 @@ func TestSignExample(t *testing.T) {
 func TestHandlerLatencyObserved(t *testing.T) {
 	r := newReceiver(t, testConfig("http://127.0.0.1:1"))
 	r.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, testPath+"?"+signedQuery(CmdBlackListDelete), bytes.NewReader([]byte(blackListDeleteBody))))
-	if n := testutil.CollectAndCount(r.metrics.registry, "imcallback_request_duration_seconds"); n != 5 {
-		t.Errorf("request histogram has %d series, want one per outcome (5)", n)
+	if n := testutil.CollectAndCount(r.metrics.registry, "imcallback_request_duration_seconds"); n != 6 {
+		t.Errorf("request histogram has %d series, want one per outcome (6)", n)
+	}
+}
+
+// TestRejectionLogThrottled: a flood of refusals writes at most refusalLogBurst lines per
+// reason a second; the next line says how many were left out; the counters have them all.
+func TestRejectionLogThrottled(t *testing.T) {
+	var logs logBuffer
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.Logger = jsonLogger(&logs)
+	r := newReceiver(t, cfg)
+	badSign := strings.Replace(signedQuery(CmdBlackListDelete), "Sign=1", "Sign=2", 1)
+	send := func(path, q string) {
+		r.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, path+"?"+q, strings.NewReader(blackListDeleteBody)))
+	}
+	const flood = 200
+	begin := time.Now()
+	for range flood {
+		send(testPath, badSign)
+		send("/x", "")
+	}
+	windows := int(time.Since(begin)/refusalLogWindow) + 1 // windows the flood touched
+	lines := func(reason string) []string {
+		var out []string
+		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			if strings.Contains(l, `"reason":"`+reason+`"`) {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	for _, reason := range []string{"signature_mismatch", "not_found"} {
+		n := len(lines(reason))
+		if n < refusalLogBurst || n > refusalLogBurst*(windows+1) {
+			t.Errorf("%s: %d lines for %d refusals in %d window(s), want %d to %d", reason, n, flood, windows, refusalLogBurst, refusalLogBurst*(windows+1))
+		}
+		if got := reasonCount(t, r, reason); got != flood {
+			t.Errorf("%s counted %v, want %d", reason, got, flood)
+		}
+	}
+
+	// After the window the next refusal is logged with the number left out.
+	logged := len(lines("signature_mismatch"))
+	time.Sleep(refusalLogWindow + 50*time.Millisecond)
+	send(testPath, badSign)
+	all := lines("signature_mismatch")
+	last := all[len(all)-1]
+	if want := `"notLoggedSinceLastLine":` + strconv.Itoa(flood-logged); len(all) != logged+1 || !strings.Contains(last, want) {
+		t.Errorf("after the flood: %d lines (want %d), last %s; want it to contain %s", len(all), logged+1, last, want)
+	}
+}
+
+// TestServerErrorLogThrottled: net/http's own error lines (TLS handshake failures, which any
+// stranger can cause) are throttled too.
+func TestServerErrorLogThrottled(t *testing.T) {
+	var logs logBuffer
+	l := serverErrorLog(jsonLogger(&logs))
+	begin := time.Now()
+	for range 100 {
+		l.Printf("http: TLS handshake error from 192.0.2.1:1234: EOF")
+	}
+	windows := int(time.Since(begin)/refusalLogWindow) + 1
+	n := strings.Count(logs.String(), "TLS handshake error")
+	if n < refusalLogBurst || n > refusalLogBurst*(windows+1) {
+		t.Errorf("%d lines for 100 errors, want %d to %d", n, refusalLogBurst, refusalLogBurst*(windows+1))
+	}
+	if !strings.Contains(logs.String(), `"level":"WARN"`) {
+		t.Errorf("not logged at WARN: %s", logs.String())
 	}
 }

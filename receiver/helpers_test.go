@@ -77,6 +77,8 @@ func testConfig(sink string) Config {
 	cfg.ShutdownTimeout = 20 * time.Second
 	cfg.Workers = 4
 	cfg.Logger = slog.New(slog.DiscardHandler)
+	// Most tests send the same signed example again and again; the replay tests turn it on.
+	cfg.ReplayWindowSize = -1
 	return cfg
 }
 
@@ -209,6 +211,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // counts reads the receiver's counters.
 type counts struct {
 	accepted, rejected, ignored, unavailable float64
+	duplicate                                float64
 	delivered, deadLettered, failed, retries float64
 	pairs                                    float64
 }
@@ -218,6 +221,7 @@ func countsOf(r *Receiver) counts {
 	return counts{
 		accepted: testutil.ToFloat64(m.accepted), rejected: testutil.ToFloat64(m.rejected),
 		ignored: testutil.ToFloat64(m.ignored), unavailable: testutil.ToFloat64(m.unavailable),
+		duplicate: testutil.ToFloat64(m.duplicate),
 		delivered: testutil.ToFloat64(m.delivered), deadLettered: testutil.ToFloat64(m.deadLettered),
 		failed: testutil.ToFloat64(m.failed), retries: testutil.ToFloat64(m.retries),
 		pairs: testutil.ToFloat64(m.pairs),

@@ -16,6 +16,8 @@ const (
 	OutcomeIgnored     = contract.OutcomeIgnored
 	OutcomeUnavailable = contract.OutcomeUnavailable
 	OutcomeDecided     = contract.OutcomeDecided
+	// OutcomeDuplicate is an exact repeat of an accepted callback: answered OK, not forwarded.
+	OutcomeDuplicate = contract.OutcomeDuplicate
 
 	ResultDelivered    = contract.ResultDelivered
 	ResultDeadLettered = contract.ResultDeadLettered
@@ -29,12 +31,14 @@ type metrics struct {
 
 	accepted, rejected, ignored, unavailable prometheus.Counter
 	decided                                  prometheus.Counter
+	duplicate                                prometheus.Counter
 	reasons                                  [numReasons]prometheus.Counter
 	delivered, deadLettered, failed          prometheus.Counter
 	retries, pairs                           prometheus.Counter
 
 	requestAccepted, requestRejected prometheus.Observer
 	requestIgnored, requestUnavail   prometheus.Observer
+	requestDuplicate                 prometheus.Observer
 	deliveryDelivered                prometheus.Observer
 	deliveryDeadLettered             prometheus.Observer
 	deliveryFailed                   prometheus.Observer
@@ -92,6 +96,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 		Name: "imcallback_route_events_total",
 		Help: "Accepted callbacks whose delivery ended, by sink (one series per configured sink: --sink and each --route's) and result.",
 	}, []string{"sink", contract.LabelResult})
+	m.duplicate = callbacks.WithLabelValues(OutcomeDuplicate)
 
 	rejected := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcallback_rejected_total",
@@ -128,6 +133,7 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	m.requestIgnored = requests.WithLabelValues(OutcomeIgnored)
 	m.requestUnavail = requests.WithLabelValues(OutcomeUnavailable)
 	m.requestDecided = requests.WithLabelValues(OutcomeDecided)
+	m.requestDuplicate = requests.WithLabelValues(OutcomeDuplicate)
 
 	delivery := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "imcallback_delivery_duration_seconds",

@@ -1,15 +1,18 @@
 package receiver
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 )
 
 // This file checks callback bodies without decoding them into Go values: json.Valid proves
 // the body is JSON, then a small walker over the (now known valid) bytes finds the few
-// members the checks need. Keys are matched exactly (encoding/json would also match them
-// case-insensitively); a checked key that appears twice is refused, so the receiver and the
-// sink can never read different values from one body.
+// members the checks need. Keys are matched exactly; a checked key that appears twice, in
+// any letter case, is refused (Go's encoding/json matches keys case-insensitively, with
+// Unicode folding: PairList, pairlist and PairLi\u017ft are one field to it), so the receiver
+// and the sink can never read different values from one body. A case variant alone is not
+// the member: a required member spelled so is missing.
 
 // bodyError is a failed body check: the reason label and the reply's ErrorInfo.
 type bodyError struct {
@@ -40,33 +43,40 @@ func checkCommand(body []byte, command string, top *topLevel) *bodyError {
 	if body[i] != '{' {
 		return &bodyError{ReasonInvalidJSON, bodyNotObject}
 	}
+	var seen uint8
 	var dup string
 	walkObject(body, i, func(key span, keyEscaped bool, val span) bool {
 		var dst *span
 		k := memberKey(body, key, keyEscaped)
+		var n int
 		switch string(k) {
 		case "CallbackCommand":
-			dst = &top.command
+			n, dst = 0, &top.command
 		case "PairList":
-			dst = &top.pairList
+			n, dst = 1, &top.pairList
 		case "ClientCmd":
-			dst = &top.clientCmd
+			n, dst = 2, &top.clientCmd
 		case "Admin_Account":
-			dst = &top.adminAccount
+			n, dst = 3, &top.adminAccount
 		case "ForceFlag":
-			dst = &top.forceFlag
+			n, dst = 4, &top.forceFlag
 		default:
-			return true
+			if n = foldedIndex(k, topKeys); n < 0 {
+				return true
+			}
 		}
-		if dst.present() {
-			dup = string(k)
+		if seen&(1<<n) != 0 {
+			dup = topKeys[n]
 			return false
 		}
-		*dst = val
+		seen |= 1 << n
+		if dst != nil {
+			*dst = val
+		}
 		return true
 	})
 	if dup != "" {
-		return &bodyError{ReasonInvalidJSON, replyBody(false, "body has the member "+strconv.Quote(dup)+" more than once")}
+		return &bodyError{ReasonInvalidJSON, replyBody(false, "body has the member "+strconv.Quote(dup)+" more than once (in any letter case)")}
 	}
 	if !top.command.present() || body[top.command.start] != '"' {
 		return &bodyError{ReasonCommandMismatch, bodyNoBodyCmd}
@@ -101,31 +111,38 @@ func checkSns(body []byte, command string, top *topLevel) (int, *bodyError) {
 			return false
 		}
 		var from, to, initiator span
+		var seen uint8
 		var dup string
 		walkObject(body, elem.start, func(key span, keyEscaped bool, val span) bool {
 			var dst *span
 			k := memberKey(body, key, keyEscaped)
+			var n int
 			switch string(k) {
 			case "From_Account":
-				dst = &from
+				n, dst = 0, &from
 			case "To_Account":
-				dst = &to
+				n, dst = 1, &to
 			case "Initiator_Account":
-				dst = &initiator
+				n, dst = 2, &initiator
 			default:
-				return true
+				if n = foldedIndex(k, pairKeys); n < 0 {
+					return true
+				}
 			}
-			if dst.present() {
-				dup = string(k)
+			if seen&(1<<n) != 0 {
+				dup = pairKeys[n]
 				return false
 			}
-			*dst = val
+			seen |= 1 << n
+			if dst != nil {
+				*dst = val
+			}
 			return true
 		})
 		at := "PairList[" + strconv.Itoa(pairs) + "]"
 		switch {
 		case dup != "":
-			perr = payloadError(at + " has the member " + strconv.Quote(dup) + " more than once")
+			perr = payloadError(at + " has the member " + strconv.Quote(dup) + " more than once (in any letter case)")
 		case !nonEmptyString(body, from):
 			perr = payloadError(at + ".From_Account must be a non-empty string")
 		case !nonEmptyString(body, to):
@@ -153,6 +170,23 @@ func checkSns(body []byte, command string, top *topLevel) (int, *bodyError) {
 		}
 	}
 	return pairs, nil
+}
+
+// The checked members, in the order of the bits checkCommand and checkSns keep for them.
+var (
+	topKeys  = []string{"CallbackCommand", "PairList", "ClientCmd", "Admin_Account", "ForceFlag"}
+	pairKeys = []string{"From_Account", "To_Account", "Initiator_Account"}
+)
+
+// foldedIndex returns the index of the key in keys that k equals under Unicode case folding,
+// as encoding/json matches them, or -1.
+func foldedIndex(k []byte, keys []string) int {
+	for i, key := range keys {
+		if bytes.EqualFold(k, []byte(key)) {
+			return i
+		}
+	}
+	return -1
 }
 
 func payloadError(info string) *bodyError {

@@ -34,6 +34,11 @@ const (
 	ReasonInvalidJSON                      // 400: body is not a JSON object
 	ReasonCommandMismatch                  // 400: body's CallbackCommand missing or not the query's
 	ReasonInvalidPayload                   // 400: typed check of an Sns callback failed
+	// Refused by net/http itself, before the handler (see countingConn):
+	ReasonMalformedRequest            // 400: not a well-formed HTTP request
+	ReasonHeadersTooLarge             // 431: request line and headers over 64 KiB
+	ReasonUnsupportedTransferEncoding // 501: a Transfer-Encoding other than chunked
+	ReasonProtocolError               // any other (505 unknown HTTP version, 417 unknown Expect)
 	numReasons
 )
 
@@ -52,6 +57,11 @@ var reasonNames = [numReasons]string{
 	ReasonInvalidJSON:        "invalid_json",
 	ReasonCommandMismatch:    "command_mismatch",
 	ReasonInvalidPayload:     "invalid_payload",
+
+	ReasonMalformedRequest:            "malformed_request",
+	ReasonHeadersTooLarge:             "headers_too_large",
+	ReasonUnsupportedTransferEncoding: "unsupported_transfer_encoding",
+	ReasonProtocolError:               "protocol_error",
 }
 
 func (r Reason) String() string { return reasonNames[r] }
@@ -79,6 +89,7 @@ var (
 	bodyOK            = replyBody(true, "")
 	bodyQueueFull     = replyBody(false, "receiver queue is full, try again later")
 	bodyShuttingDown  = replyBody(false, "receiver is shutting down, try again later")
+	bodyBusy          = replyBody(false, "receiver is busy reading other request bodies, try again later")
 	bodyNotFound      = replyBody(false, "not found")
 	bodyMethod        = replyBody(false, "method not allowed: callbacks are POSTed")
 	bodyUnreadable    = replyBody(false, "could not read the request body")

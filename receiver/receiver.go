@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -55,8 +56,16 @@ type Receiver struct {
 	metrics     *metrics
 	failedCount atomic.Int64
 
+	refusalLogs          [numReasons]logThrottle
+	serverLog            *log.Logger  // the callback server's ErrorLog (throttled)
 	lastUnavailableLog   atomic.Int64 // unix nanoseconds
 	unavailableNotLogged atomic.Int64
+
+	replay             *replayWindow // nil without a token or with ReplayWindowSize < 0
+	skewSecs           int64         // MaxClockSkew in whole seconds, as the check counts it
+	bodies             *bodyReader
+	drainSlots         chan struct{} // bounds the oversize bodies read and discarded at once
+	tooLargeDrainBytes int64
 
 	bodyTooLarge, bodySkew []byte
 
@@ -91,9 +100,16 @@ func New(cfg Config) (*Receiver, error) {
 		incarnation:  hex.EncodeToString(id[:]),
 		queue:        make(chan *item, cfg.QueueSize),
 		bindingCtx:   binding.WithForceBinary(context.Background()),
+		bodies:       newBodyReader(cfg.MaxBodyBytes, cfg.MaxBodyBytesInFlight),
+		drainSlots:   make(chan struct{}, maxConcurrentDrains),
 		bodyTooLarge: tooLargeBody(cfg.MaxBodyBytes),
 		bodySkew:     skewBody(cfg.MaxClockSkew),
 		finalScrape:  make(chan struct{}),
+	}
+	r.tooLargeDrainBytes = 4 * cfg.MaxBodyBytes
+	r.skewSecs = int64(cfg.MaxClockSkew / time.Second)
+	if cfg.Token != "" && cfg.ReplayWindowSize > 0 {
+		r.replay = newReplayWindow(cfg.ReplayWindowSize)
 	}
 	r.sourceRef = types.URIRef{URL: url.URL{Path: "/tencentcloud/im/" + r.sdkAppID}}
 	var err error
@@ -116,6 +132,7 @@ func New(cfg Config) (*Receiver, error) {
 	if err := r.setUpRouting(); err != nil {
 		return nil, err
 	}
+	r.metrics.registry.MustRegister(replayCollectors(r.replay)...)
 	r.handler = http.HandlerFunc(r.serveCallback)
 	r.admin = r.newAdminHandler()
 	return r, nil
@@ -192,22 +209,31 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 	if !r.served.CompareAndSwap(false, true) {
 		return errors.New("receiver: Serve called more than once")
 	}
-	errorLog := slog.NewLogLogger(r.log.Handler(), slog.LevelWarn)
+	errorLog := serverErrorLog(r.log)
+	r.serverLog = errorLog
 	cb := &http.Server{
 		Handler:           r.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errorLog,
+		// Headers and body: IM gives a callback 2 s, so a body still arriving after 10 s only
+		// holds its share of --max-body-bytes-in-flight (a slow sender with a captured Sign).
+		ReadTimeout:    10 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       errorLog,
+		ConnContext:    connContext,
 	}
 	if r.certs != nil {
-		cb.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: r.certs.getCertificate}
+		// TLS is done by the listener, below the wrapper that counts net/http's own replies.
+		callbacks = tls.NewListener(callbacks, &tls.Config{MinVersion: tls.VersionTLS12,
+			GetCertificate: r.certs.getCertificate, NextProtos: []string{"http/1.1"}})
 	}
+	callbacks = countingListener{Listener: callbacks, r: r}
 	var adm *http.Server
 	if admin != nil {
-		adm = &http.Server{Handler: r.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errorLog}
+		// Only the manager and the kubelet need it, but anything in the cluster may reach it.
+		adm = &http.Server{Handler: r.admin, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10, ErrorLog: errorLog}
 	}
 
 	r.logStart(callbacks, admin)
@@ -221,13 +247,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 
 	serveErr := make(chan error, 2)
 	go func() {
-		var err error
-		if r.certs != nil {
-			err = cb.ServeTLS(callbacks, "", "")
-		} else {
-			err = cb.Serve(callbacks)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
+		if err := cb.Serve(callbacks); !errors.Is(err, http.ErrServerClosed) {
 			serveErr <- fmt.Errorf("serving callbacks: %w", err)
 		}
 	}()
@@ -365,6 +385,6 @@ func (r *Receiver) logStart(callbacks, admin net.Listener) {
 	r.log.Info("receiver starting", attrs...)
 	r.logRouting()
 	if r.cfg.Token == "" {
-		r.log.Warn("callbacks are NOT authenticated: IM_CALLBACK_TOKEN is empty, so Sign and RequestTime are not checked; anybody who can reach the callback URL can submit events")
+		r.log.Warn("callbacks are NOT authenticated: IM_CALLBACK_TOKEN is not set, so Sign and RequestTime are not checked; anybody who can reach the callback URL can submit events")
 	}
 }

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +121,73 @@ func TestTLSMissingFiles(t *testing.T) {
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "tls-cert-file and tls-key-file must be given together") {
 		t.Fatalf("New = %v", err)
 	}
+}
+
+// TestTLSServerRefusalsCounted: behind TLS too, net/http's own replies are counted; a client
+// speaking plain HTTP to the TLS port is told so, and counted nowhere (no request was read).
+func TestTLSServerRefusalsCounted(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	pool := writeCert(t, certFile, keyFile, "refusals")
+	var logs logBuffer
+	cfg := testConfig(newSink(t, nil).URL)
+	cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+	cfg.Logger = jsonLogger(&logs)
+	rr := start(t, cfg)
+	addr := strings.TrimPrefix(rr.url, "https://")
+
+	send := func(conn net.Conn, request string) (int, string) {
+		t.Helper()
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(conn, request); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	dialTLS := func() net.Conn {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := c.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
+			t.Fatalf("negotiated %q", p)
+		}
+		return c
+	}
+	if code, _ := send(dialTLS(), "POST "+testPath+"?x="+strings.Repeat("a", 100<<10)+" HTTP/1.1\r\nHost: x\r\n\r\n"); code != 431 {
+		t.Errorf("100 KB query: %d, want 431", code)
+	}
+	if code, _ := send(dialTLS(), "HELLO\r\n\r\n"); code != 400 {
+		t.Errorf("not HTTP: %d, want 400", code)
+	}
+	signed := "POST " + testPath + "?" + signedQuery(CmdBlackListDelete) + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(len(blackListDeleteBody)) + "\r\n\r\n" + blackListDeleteBody
+	if code, reply := send(dialTLS(), signed); code != 200 || reply != replyOK {
+		t.Errorf("signed callback over TLS: %d %s", code, reply)
+	}
+	plain, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, reply := send(plain, signed); code != 400 || !strings.Contains(reply, "HTTP request to an HTTPS server") {
+		t.Errorf("plain HTTP to the TLS port: %d %q", code, reply)
+	}
+
+	c := countsOf(rr.Receiver)
+	if c.accepted != 1 || c.rejected != 2 || reasonCount(t, rr.Receiver, "headers_too_large") != 1 || reasonCount(t, rr.Receiver, "malformed_request") != 1 {
+		var reasons []string
+		for _, name := range reasonNames {
+			if n := reasonCount(t, rr.Receiver, name); n > 0 {
+				reasons = append(reasons, name+"="+strconv.FormatFloat(n, 'f', -1, 64))
+			}
+		}
+		t.Errorf("counts %+v (%s), want 1 accepted, 1 headers_too_large and 1 malformed_request", c, strings.Join(reasons, " "))
+	}
+	eventually(t, "the handshake error is logged", func() bool { return strings.Contains(logs.String(), "TLS handshake error") })
 }

@@ -286,7 +286,7 @@ type ServiceSpec struct {
 
 // Counts are the callbacks and events the receiver processed over the resource's life,
 // summed over all pods and restarts. Received = accepted + rejected + ignored + unavailable +
-// decided.
+// decided + duplicate.
 type Counts struct {
 	// Received callbacks: every HTTP request to the receiver's callback port.
 	// +optional
@@ -310,6 +310,12 @@ type Counts struct {
 	// +optional
 	// +kubebuilder:default=0
 	Unavailable int64 `json:"unavailable"`
+	// Duplicate callbacks: exact repeats (same Sign, RequestTime and body) of a callback
+	// accepted within maxClockSkew, answered OK and not forwarded again. Only with spec.auth;
+	// each pod remembers the callbacks it accepted itself.
+	// +optional
+	// +kubebuilder:default=0
+	Duplicate int64 `json:"duplicate"`
 	// Delivered events: accepted by the sink.
 	// +optional
 	// +kubebuilder:default=0

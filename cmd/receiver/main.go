@@ -21,11 +21,11 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/imcallback/callback-operator/internal/version"
 	"github.com/imcallback/callback-operator/receiver"
+	"github.com/imcallback/callback-operator/receiver/authtoken"
 	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
@@ -33,10 +33,12 @@ import (
 const defaultGCPercent = 400
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// run is main with its environment passed in; lookupEnv tells an unset variable from a
+// blank one, which is what decides whether callbacks are authenticated.
+func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	cfg, opts, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -49,7 +51,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stdout, "receiver", version.Version)
 		return 0
 	}
-	if getenv("GOGC") == "" {
+	if gogc, _ := lookupEnv("GOGC"); gogc == "" {
 		// The live heap is small (mostly the queue) while every callback allocates a few KiB
 		// in net/http and the CloudEvents SDK; more headroom trades a few MiB for far fewer
 		// collections. GOGC in the environment still wins.
@@ -58,8 +60,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: opts.logLevel}))
 	slog.SetDefault(logger)
 	cfg.Logger = logger
-	// Secrets mounted from files often end in a newline; a token never has surrounding space.
-	cfg.Token = strings.TrimSpace(getenv(contract.TokenEnv))
+	// Only an unset variable means "no authentication"; set but blank is a mistake that must
+	// not silently turn verification off.
+	if value, set := lookupEnv(contract.TokenEnv); set {
+		if cfg.Token, err = authtoken.Parse(value); err != nil {
+			logger.Error("invalid configuration: "+contract.TokenEnv+" is set but blank; put the IM console's callback token in it, or unset it to run without authentication",
+				slog.String("variable", contract.TokenEnv))
+			return 2
+		}
+	}
 
 	r, err := receiver.New(cfg)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imcallback/callback-operator/receiver"
+	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
 // The test binary doubles as the receiver when this variable is set (see TestMain).
@@ -41,7 +42,7 @@ func TestFlagsDefaults(t *testing.T) {
 		len(cfg.Commands) != 0 || cfg.Routes != nil || cfg.Decisions != nil || cfg.DecisionTimeout != time.Second || cfg.DecisionFailure != "allow" ||
 		cfg.Retry != 3 || cfg.BackoffPolicy != "exponential" ||
 		cfg.BackoffDelay != 200*time.Millisecond || cfg.DeliveryTimeout != time.Second || cfg.QueueSize != 10000 ||
-		cfg.MaxBodyBytes != 1<<20 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
+		cfg.MaxBodyBytes != 1<<20 || cfg.MaxBodyBytesInFlight != 16<<20 || cfg.ReplayWindowSize != 100000 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
 		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version {
 		t.Errorf("defaults differ from the contract: %+v", cfg)
 	}
@@ -50,7 +51,7 @@ func TestFlagsDefaults(t *testing.T) {
 func TestFlagsAll(t *testing.T) {
 	cfg, _, err := parseFlags(strings.Fields(`--sdkappid=7 --path=/cb --commands=Sns.CallbackFriendAdd,,Sns.CallbackFriendDelete
 		--sink=https://sink.example/e --dead-letter-sink=http://dlq --retry=0 --backoff-policy=linear --backoff-delay=1s
-		--delivery-timeout=3s --queue-size=5 --workers=2 --max-body-bytes=2Ki --max-clock-skew=30s --listen=:1 --admin-listen=:2
+		--delivery-timeout=3s --queue-size=5 --workers=2 --max-body-bytes=2Ki --max-body-bytes-in-flight=1Mi --replay-window-size=-1 --max-clock-skew=30s --listen=:1 --admin-listen=:2
 		--tls-cert-file=c --tls-key-file=k --shutdown-delay=0s --shutdown-timeout=9s --log-level=debug`), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func TestFlagsAll(t *testing.T) {
 	if cfg.SdkAppID != 7 || cfg.Path != "/cb" || strings.Join(cfg.Commands, "|") != "Sns.CallbackFriendAdd|Sns.CallbackFriendDelete" ||
 		cfg.Sink != "https://sink.example/e" || cfg.DeadLetterSink != "http://dlq" || cfg.Retry != 0 || cfg.BackoffPolicy != "linear" ||
 		cfg.BackoffDelay != time.Second || cfg.DeliveryTimeout != 3*time.Second || cfg.QueueSize != 5 || cfg.Workers != 2 ||
-		cfg.MaxBodyBytes != 2048 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
+		cfg.MaxBodyBytes != 2048 || cfg.MaxBodyBytesInFlight != 1<<20 || cfg.ReplayWindowSize != -1 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
 		cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.ShutdownDelay != 0 || cfg.ShutdownTimeout != 9*time.Second {
 		t.Errorf("flags not applied: %+v", cfg)
 	}
@@ -106,7 +107,7 @@ func TestRunRoutingConflictsExitTwo(t *testing.T) {
 		{[]string{"--sink=http://s", "--decision-failure=deny"}, `decision-failure must be \"allow\" or \"reject\"`},
 	} {
 		var errOut bytes.Buffer
-		if code := run(append(base, tc.args...), os.Getenv, io.Discard, &errOut); code != 2 || !strings.Contains(errOut.String(), tc.say) {
+		if code := run(append(base, tc.args...), os.LookupEnv, io.Discard, &errOut); code != 2 || !strings.Contains(errOut.String(), tc.say) {
 			t.Errorf("%q: exit %d, want 2 saying %s; stderr:\n%s", tc.args, code, tc.say, errOut.String())
 		}
 	}
@@ -120,18 +121,18 @@ func TestNoTokenFlag(t *testing.T) {
 
 func TestRunExitCodes(t *testing.T) {
 	var out, errOut bytes.Buffer
-	if code := run([]string{"--version"}, os.Getenv, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "receiver ") {
+	if code := run([]string{"--version"}, os.LookupEnv, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "receiver ") {
 		t.Errorf("--version: %d %q", code, out.String())
 	}
-	if code := run([]string{"--no-such-flag"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+	if code := run([]string{"--no-such-flag"}, os.LookupEnv, io.Discard, io.Discard); code != 2 {
 		t.Errorf("bad flag: exit %d, want 2", code)
 	}
 	errOut.Reset()
-	if code := run([]string{"--sdkappid=1", "--path=im"}, os.Getenv, io.Discard, &errOut); code != 2 ||
+	if code := run([]string{"--sdkappid=1", "--path=im"}, os.LookupEnv, io.Discard, &errOut); code != 2 ||
 		!strings.Contains(errOut.String(), "must be absolute") || !strings.Contains(errOut.String(), "sink is required") {
 		t.Errorf("invalid config: exit %d, log %s", code, errOut.String())
 	}
-	if code := run([]string{"--max-body-bytes=1MB"}, os.Getenv, io.Discard, io.Discard); code != 2 {
+	if code := run([]string{"--max-body-bytes=1MB"}, os.LookupEnv, io.Discard, io.Discard); code != 2 {
 		t.Errorf("bad size: exit %d, want 2", code)
 	}
 }
@@ -148,7 +149,14 @@ type process struct {
 func startProcess(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0", "--sdkappid=1400000001", "--path=/im/callback", "--shutdown-delay=0s", "--backoff-delay=1ms", "--retry=1"}, args...)...)
-	cmd.Env = append(os.Environ(), append(env, beReceiver+"=1")...)
+	// The token is whatever env says, never inherited from the test's own environment.
+	var inherited []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, contract.TokenEnv+"=") {
+			inherited = append(inherited, kv)
+		}
+	}
+	cmd.Env = append(inherited, append(env, beReceiver+"=1")...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -226,6 +234,27 @@ func sendCallback(t *testing.T, addr, rawQuery string) int {
 	return resp.StatusCode
 }
 
+// TestBlankTokenIsAStartupError: a set but blank IM_CALLBACK_TOKEN (an empty Secret value, a
+// file holding a newline) must never start an unauthenticated receiver.
+func TestBlankTokenIsAStartupError(t *testing.T) {
+	args := []string{"--sdkappid=1400000001", "--path=/im/callback", "--sink=http://127.0.0.1:1", "--listen=127.0.0.1:0", "--admin-listen=127.0.0.1:0"}
+	for _, value := range []string{"", "\n", " \t\r\n"} {
+		var errOut bytes.Buffer
+		lookup := func(name string) (string, bool) {
+			if name == contract.TokenEnv {
+				return value, true
+			}
+			return "", false
+		}
+		if code := run(args, lookup, io.Discard, &errOut); code != 2 {
+			t.Errorf("%s=%q: exit %d, want 2", contract.TokenEnv, value, code)
+		}
+		if !strings.Contains(errOut.String(), contract.TokenEnv+" is set but blank") || strings.Contains(errOut.String(), "receiver starting") {
+			t.Errorf("%s=%q: the error does not name the variable, or the receiver started:\n%s", contract.TokenEnv, value, errOut.String())
+		}
+	}
+}
+
 // TestProcessDeliversAndExitsZero: standalone, unauthenticated (and says so once), SIGTERM
 // drains and exits 0.
 func TestProcessDeliversAndExitsZero(t *testing.T) {
@@ -236,7 +265,7 @@ func TestProcessDeliversAndExitsZero(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer sink.Close()
-	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+sink.URL)
+	p := startProcess(t, nil, "--sink="+sink.URL)
 	addr := p.addr(t)
 	if code := sendCallback(t, addr, "SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete"); code != 200 {
 		t.Fatalf("callback: %d", code)
@@ -308,7 +337,7 @@ func TestProcessRoutesAndDecides(t *testing.T) {
 		_, _ = w.Write([]byte(refusal))
 	}))
 	defer decider.Close()
-	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--route=C2C.CallbackAfterSendMsg="+archive.URL,
+	p := startProcess(t, nil, "--route=C2C.CallbackAfterSendMsg="+archive.URL,
 		"--decision=C2C.CallbackBeforeSendMsg="+decider.URL)
 	addr := p.addr(t)
 	post := func(cmd, body string) (int, string) {

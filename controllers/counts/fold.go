@@ -102,6 +102,6 @@ func combine(a, b cbv1.Counts, op func(x, y int64) int64) cbv1.Counts {
 // counters lists every counter of c, the one place a new counter must be added to be
 // folded.
 func counters(c *cbv1.Counts) []*int64 {
-	return []*int64{&c.Received, &c.Accepted, &c.Rejected, &c.Ignored, &c.Unavailable, &c.Decided,
+	return []*int64{&c.Received, &c.Accepted, &c.Rejected, &c.Ignored, &c.Unavailable, &c.Decided, &c.Duplicate,
 		&c.Delivered, &c.DeadLettered, &c.Failed, &c.Pairs}
 }

@@ -35,6 +35,7 @@ func Parse(r io.Reader) (incarnation string, c cbv1.Counts, err error) {
 		contract.OutcomeIgnored:     &c.Ignored,
 		contract.OutcomeUnavailable: &c.Unavailable,
 		contract.OutcomeDecided:     &c.Decided,
+		contract.OutcomeDuplicate:   &c.Duplicate,
 	}
 	// Every outcome is a received callback.
 	sum(families[contract.MetricCallbacks], contract.LabelOutcome, outcomes, &c.Received)

@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/receiver"
@@ -21,6 +23,7 @@ func TestParseReadsARealReceiver(t *testing.T) {
 	cfg.Path = "/im/callback"
 	cfg.Sink = "http://127.0.0.1:1/never-used" // Serve is not called: nothing is delivered
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Token = "parse-test-token"
 	r, err := receiver.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -31,14 +34,19 @@ func TestParseReadsARealReceiver(t *testing.T) {
 		r.Handler().ServeHTTP(rec, req)
 		return rec.Code
 	}
+	now := strconv.FormatInt(time.Now().Unix(), 10)
 	q := func(appID, cmd string) string {
-		return "SdkAppid=" + appID + "&CallbackCommand=" + cmd + "&contenttype=json&ClientIP=10.0.0.1&OptPlatform=iOS"
+		return "SdkAppid=" + appID + "&CallbackCommand=" + cmd + "&contenttype=json&ClientIP=10.0.0.1&OptPlatform=iOS" +
+			"&RequestTime=" + now + "&Sign=" + receiver.Sign(cfg.Token, now)
 	}
 	del := `{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"b"},{"From_Account":"a","To_Account":"c"}]}`
-	for range 3 {
-		if code := send("/im/callback", q("1400000001", "Sns.CallbackBlackListDelete"), del); code != 200 {
+	for i := range 3 {
+		if code := send("/im/callback", q("1400000001", "Sns.CallbackBlackListDelete"), strings.Replace(del, `"c"`, `"c`+strconv.Itoa(i)+`"`, 1)); code != 200 {
 			t.Fatalf("accepted callback answered %d", code)
 		}
+	}
+	if code := send("/im/callback", q("1400000001", "Sns.CallbackBlackListDelete"), strings.Replace(del, `"c"`, `"c0"`, 1)); code != 200 {
+		t.Fatalf("duplicate callback answered %d", code)
 	}
 	if code := send("/im/callback", q("1400000002", "Sns.CallbackBlackListDelete"), del); code != 403 {
 		t.Fatalf("wrong SdkAppid answered %d", code)
@@ -59,7 +67,7 @@ func TestParseReadsARealReceiver(t *testing.T) {
 	if inc != r.Incarnation() || inc == "" {
 		t.Fatalf("incarnation %q, want %q", inc, r.Incarnation())
 	}
-	want := cbv1.Counts{Received: 6, Accepted: 3, Rejected: 2, Ignored: 1, Pairs: 6}
+	want := cbv1.Counts{Received: 7, Accepted: 3, Rejected: 2, Ignored: 1, Duplicate: 1, Pairs: 6}
 	if got != want {
 		t.Fatalf("counts = %+v, want %+v", got, want)
 	}

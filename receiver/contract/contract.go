@@ -30,14 +30,19 @@ const (
 	FlagQueueSize       = "queue-size"
 	FlagWorkers         = "workers"
 	FlagMaxBodyBytes    = "max-body-bytes"
-	FlagMaxClockSkew    = "max-clock-skew"
-	FlagListen          = "listen"
-	FlagAdminListen     = "admin-listen"
-	FlagTLSCertFile     = "tls-cert-file"
-	FlagTLSKeyFile      = "tls-key-file"
-	FlagShutdownDelay   = "shutdown-delay"
-	FlagShutdownTimeout = "shutdown-timeout"
-	FlagLogLevel        = "log-level"
+	// FlagMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
+	FlagMaxBodyBytesInFlight = "max-body-bytes-in-flight"
+	// FlagReplayWindowSize bounds how many accepted callbacks are remembered to recognise
+	// exact replays.
+	FlagReplayWindowSize = "replay-window-size"
+	FlagMaxClockSkew     = "max-clock-skew"
+	FlagListen           = "listen"
+	FlagAdminListen      = "admin-listen"
+	FlagTLSCertFile      = "tls-cert-file"
+	FlagTLSKeyFile       = "tls-key-file"
+	FlagShutdownDelay    = "shutdown-delay"
+	FlagShutdownTimeout  = "shutdown-timeout"
+	FlagLogLevel         = "log-level"
 
 	// FlagRoute (repeatable) is CMD[,CMD...]=URL: after-callbacks of those commands go to
 	// URL instead of FlagSink, with the same delivery settings; see RouteValue.
@@ -121,6 +126,9 @@ const (
 	// OutcomeDecided: answered with a decision (the decision service's, or the failure
 	// policy's). Received = accepted + rejected + ignored + unavailable + decided.
 	OutcomeDecided = "decided"
+	// OutcomeDuplicate: an exact replay of a callback accepted within the skew window (same
+	// Sign, RequestTime and body), answered OK and not forwarded again.
+	OutcomeDuplicate = "duplicate"
 )
 
 // Values of LabelResult.

@@ -33,6 +33,7 @@ func main() {
 	rate := flag.Float64("rate", 1000, "requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "how long to send")
 	conns := flag.Int("conns", 32, "connections (and concurrent requests)")
+	counter := flag.String("counter", "", "digits in -body replaced by a request number (same width, counting from a start taken from the clock's second), so that every body differs, also from other runs'")
 	flag.Parse()
 	u, err := url.Parse(*target)
 	if err != nil || u.Scheme != "http" || *rate <= 0 {
@@ -41,6 +42,16 @@ func main() {
 	}
 	request := []byte("POST " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(*body)) + "\r\n\r\n" + *body)
+	// The receiver answers an exact repeat of a signed callback as a duplicate without
+	// forwarding it; a counter in the body keeps the requests distinct.
+	counterAt := -1
+	counterBase := int(time.Now().Unix()%10000) * 10000000
+	if *counter != "" {
+		if counterAt = bytes.LastIndex(request, []byte(*counter)); counterAt < 0 {
+			fmt.Fprintln(os.Stderr, "loadgen: -counter is not in -body")
+			os.Exit(2)
+		}
+	}
 
 	// Like wrk2, each connection has its own schedule (request i of connection k is due at
 	// start + (k + i*conns) * interval); a connection that falls behind sends at once, and the
@@ -53,6 +64,7 @@ func main() {
 	start := time.Now().Add(10 * time.Millisecond)
 	for k := range *conns {
 		wg.Go(func() {
+			request := append([]byte(nil), request...)
 			c, err := dial(u.Host)
 			if err != nil {
 				errs.Add(1)
@@ -67,6 +79,12 @@ func main() {
 				due := start.Add(time.Duration(n) * interval)
 				if d := time.Until(due); d > 0 {
 					time.Sleep(d)
+				}
+				if counterAt >= 0 {
+					for i, m := counterAt+len(*counter)-1, counterBase+n; i >= counterAt; i-- {
+						request[i] = byte('0' + m%10)
+						m /= 10
+					}
 				}
 				status, err := c.roundTrip(request)
 				if err != nil {
