@@ -27,9 +27,9 @@ const (
 )
 
 var (
-	castagnoli     = crc32.MakeTable(crc32.Castagnoli)
-	recordMagicLE  = binary.LittleEndian.AppendUint32(nil, recordMagic)
-	ackSeed uint32 = 0xA5C3E1F7 // keeps an ack entry of zeros from passing its check
+	castagnoli           = crc32.MakeTable(crc32.Castagnoli)
+	recordMagicLE        = binary.LittleEndian.AppendUint32(nil, recordMagic)
+	ackSeed       uint32 = 0xA5C3E1F7 // keeps an ack entry of zeros from passing its check
 )
 
 // recordSize is the number of bytes a payload of n bytes takes in a segment.
