@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,8 @@ const (
 	DefaultShutdownTimeout = 25 * time.Second
 	// DefaultMaxRetryAfter bounds how long a sink's Retry-After can hold a worker.
 	DefaultMaxRetryAfter = 5 * time.Minute
+	// DefaultSpoolMaxBytes bounds the spool directory's files.
+	DefaultSpoolMaxBytes = 1 << 30
 )
 
 // Backoff policies, named as in Knative's DeliverySpec.
@@ -57,8 +60,14 @@ type Config struct {
 	BackoffDelay, DeliveryTimeout time.Duration
 	// MaxRetryAfter caps how long a sink's Retry-After header may delay the next attempt.
 	MaxRetryAfter time.Duration
-	// QueueSize bounds the accepted callbacks waiting for delivery; a full queue answers 503.
+	// QueueSize bounds the accepted callbacks waiting for delivery in memory, without a
+	// spool; a full queue answers 503.
 	QueueSize int
+	// SpoolDir, when set, makes acceptance durable: every accepted callback is written there
+	// and synced before its 200 OK, delivered from there, and found there again by the next
+	// process if this one dies. SpoolMaxBytes bounds its files; a full spool answers 503.
+	SpoolDir      string
+	SpoolMaxBytes int64
 	// Workers is the number of concurrent deliveries.
 	Workers int
 
@@ -95,6 +104,7 @@ func DefaultConfig() Config {
 		DeliveryTimeout: DefaultDeliveryTimeout,
 		MaxRetryAfter:   DefaultMaxRetryAfter,
 		QueueSize:       DefaultQueueSize,
+		SpoolMaxBytes:   DefaultSpoolMaxBytes,
 		Workers:         DefaultWorkers,
 		MaxBodyBytes:    DefaultMaxBodyBytes,
 		MaxClockSkew:    DefaultMaxClockSkew,
@@ -121,6 +131,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.QueueSize == 0 {
 		c.QueueSize = DefaultQueueSize
+	}
+	if c.SpoolMaxBytes == 0 {
+		c.SpoolMaxBytes = DefaultSpoolMaxBytes
 	}
 	if c.Workers == 0 {
 		c.Workers = DefaultWorkers
@@ -222,6 +235,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 0 {
 		add("max-body-bytes must be > 0, got %d", c.MaxBodyBytes)
+	}
+	if c.SpoolMaxBytes < 0 {
+		add("spool-max-bytes must be > 0, got %d", c.SpoolMaxBytes)
+	}
+	if maxBody := cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes); c.SpoolDir != "" && c.SpoolMaxBytes > 0 && c.SpoolMaxBytes < 2*maxBody {
+		add("spool-max-bytes (%d) must be at least twice max-body-bytes (%d)", c.SpoolMaxBytes, maxBody)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls-cert-file and tls-key-file must be given together")

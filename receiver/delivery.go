@@ -98,31 +98,45 @@ func (r *Receiver) worker(ctx context.Context) {
 	}
 }
 
+// routeFor is the target of a command's events under this process's flags; a spooled event
+// accepted by an earlier process goes where its command routes now.
+func (r *Receiver) routeFor(string) *url.URL { return r.sinkURL }
+
 // deliver sends one event to the sink, then to the dead-letter sink, and records the result.
-// ctx is cancelled only when the shutdown timeout runs out.
-func (r *Receiver) deliver(ctx context.Context, it *item) {
+// ctx is cancelled only when the shutdown timeout runs out. It returns false when, with a
+// spool, that cut the delivery short: the event stays in the spool, logged whole, uncounted.
+func (r *Receiver) deliver(ctx context.Context, it *item) bool {
 	ev := r.newEvent(it)
-	attempts, why := r.send(ctx, r.sinkURL, &ev, r.metrics.attemptSink)
+	attempts, why := r.send(ctx, r.routeFor(it.command), &ev, r.metrics.attemptSink, &r.sinkHealth)
 	if why == "" {
 		r.metrics.delivered.Inc()
 		r.metrics.deliveryDelivered.Observe(time.Since(it.received).Seconds())
-		return
+		return true
+	}
+	if r.spool != nil && ctx.Err() != nil {
+		r.leave(it, why)
+		return false
 	}
 	if r.dlsURL != nil && ctx.Err() == nil {
 		ev.SetExtension(ExtDeadLetterReason, why)
 		ev.SetExtension(ExtDeadLetterAttempts, int32(attempts))
-		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS)
+		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS, &r.dlsHealth)
 		if dlWhy == "" {
 			r.metrics.deadLettered.Inc()
 			r.metrics.deliveryDeadLettered.Observe(time.Since(it.received).Seconds())
 			r.log.Warn("event dead-lettered", slog.String("id", ev.ID()), slog.String("type", ev.Type()),
 				slog.String("reason", why), slog.Int("attempts", attempts))
-			return
+			return true
+		}
+		if r.spool != nil && ctx.Err() != nil {
+			r.leave(it, "dead-letter sink: "+dlWhy)
+			return false
 		}
 		r.fail(&ev, it, fmt.Sprintf("sink: %s after %d attempt(s); dead-letter sink: %s after %d attempt(s)", why, attempts, dlWhy, dlAttempts))
-		return
+		return true
 	}
 	r.fail(&ev, it, fmt.Sprintf("%s after %d attempt(s)", why, attempts))
+	return true
 }
 
 // fail counts an undelivered event and logs it whole (structured CloudEvent JSON), so it can
@@ -140,28 +154,43 @@ func (r *Receiver) fail(ev *event.Event, it *item, why string) {
 }
 
 // send makes up to 1+Retry attempts to deliver ev to target. It returns the number of attempts
-// and "" on success, or why the last attempt failed.
-func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }) (int, string) {
+// and "" on success, or why the last attempt failed. With a spool, a retryable failure after
+// the last retry does not end it while the target accepted nothing since that attempt began
+// (an outage, not this event's fault): the event is held and retried, at most
+// maxOutageBackoff apart, until the target is back or the shutdown timeout ends it.
+func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth) (int, string) {
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return attempt - 1, "shutdown timeout reached before delivery"
 		}
 		start := time.Now()
 		status, retryAfter, err := r.attempt(ctx, target, ev)
-		obs.Observe(time.Since(start).Seconds())
+		end := time.Now()
+		obs.Observe(end.Sub(start).Seconds())
 		if err == nil && status >= 200 && status < 300 {
+			health.accepted(end)
 			return attempt, ""
 		}
 		why, retry := outcome(status, err)
 		if ctx.Err() != nil {
 			return attempt, "shutdown timeout reached: " + why
 		}
-		if !retry || attempt > r.cfg.Retry {
+		if !retry {
 			return attempt, why
 		}
 		// The sink's Retry-After, when longer than the backoff, wins (up to MaxRetryAfter).
 		wait := max(r.backoff(attempt), min(retryAfter, r.cfg.MaxRetryAfter))
-		if !sleep(ctx, wait) {
+		if attempt > r.cfg.Retry {
+			if r.spool == nil || health.acceptedSince(start) {
+				return attempt, why
+			}
+			r.held.Add(1)
+			ok := health.hold(ctx, min(wait, max(maxOutageBackoff, retryAfter)))
+			r.held.Add(-1)
+			if !ok {
+				return attempt, "shutdown timeout reached: " + why
+			}
+		} else if !sleep(ctx, wait) {
 			return attempt, "shutdown timeout reached: " + why
 		}
 		r.metrics.retries.Inc()

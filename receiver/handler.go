@@ -109,13 +109,14 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		optPlatform:    p.optPlatform,
 		hasClientIP:    p.hasClientIP,
 		hasOptPlatform: p.hasOptPlatform,
-		body:           append(make([]byte, 0, len(body)), body...),
+		body:           body, // enqueue copies it
 	}
-	if unavailable := r.enqueue(it); unavailable != nil {
+	if u := r.enqueue(it); u != available {
 		r.metrics.unavailable.Inc()
-		writeReply(w, http.StatusServiceUnavailable, unavailable)
+		r.metrics.unavailableReasons[u].Inc()
+		writeReply(w, http.StatusServiceUnavailable, unavailableBodies[u])
 		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
-		r.logUnavailable(req, unavailable)
+		r.logUnavailable(req, unavailableBodies[u])
 		return
 	}
 	r.metrics.accepted.Inc()
@@ -124,19 +125,23 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	r.metrics.requestAccepted.Observe(time.Since(start).Seconds())
 }
 
-// enqueue puts it in the queue unless the receiver is draining or the queue is full; it then
-// returns the reply body to send with 503.
-func (r *Receiver) enqueue(it *item) []byte {
+// enqueue puts it in the spool (durably, before the reply) or the in-memory queue, unless
+// the receiver is draining or there is no room; it then returns why, for the 503.
+func (r *Receiver) enqueue(it *item) Unavailable {
 	r.drainMu.RLock()
 	defer r.drainMu.RUnlock()
 	if r.draining {
-		return bodyShuttingDown
+		return UnavailableDraining
 	}
+	if r.spool != nil {
+		return r.spoolItem(it)
+	}
+	it.body = append(make([]byte, 0, len(it.body)), it.body...)
 	select {
 	case r.queue <- it:
-		return nil
+		return available
 	default:
-		return bodyQueueFull
+		return UnavailableQueueFull
 	}
 }
 

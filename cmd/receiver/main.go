@@ -98,6 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	}
 	commands := strings.Join(cfg.Commands, ",")
 	maxBody := byteSize(cfg.MaxBodyBytes)
+	spoolMax := byteSize(cfg.SpoolMaxBytes)
 
 	fs.Uint64Var(&cfg.SdkAppID, "sdkappid", 0, "the IM application's SDKAppID (required)")
 	fs.StringVar(&cfg.Path, "path", "", "URL path callbacks are POSTed to, e.g. /im/callback (required)")
@@ -108,7 +109,9 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	fs.StringVar(&cfg.BackoffPolicy, "backoff-policy", cfg.BackoffPolicy, "exponential (delay x 2^n before retry n) or linear (delay x n)")
 	fs.DurationVar(&cfg.BackoffDelay, "backoff-delay", cfg.BackoffDelay, "base delay of the backoff policy")
 	fs.DurationVar(&cfg.DeliveryTimeout, "delivery-timeout", cfg.DeliveryTimeout, "timeout of each delivery attempt")
-	fs.IntVar(&cfg.QueueSize, "queue-size", cfg.QueueSize, "accepted callbacks waiting for delivery; when full, callbacks get 503")
+	fs.IntVar(&cfg.QueueSize, "queue-size", cfg.QueueSize, "accepted callbacks waiting for delivery in memory (without --spool-dir); when full, callbacks get 503")
+	fs.StringVar(&cfg.SpoolDir, "spool-dir", "", "directory where each accepted callback is made durable before its 200 OK and kept until delivered, dead-lettered or failed; a restart delivers what it finds there (empty: an in-memory queue)")
+	fs.Var(&spoolMax, "spool-max-bytes", "bound of the spool's files in bytes (suffixes Ki, Mi, Gi allowed); when full, callbacks get 503")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "concurrent deliveries")
 	fs.Var(&maxBody, "max-body-bytes", "largest callback body accepted, in bytes (suffixes Ki, Mi allowed)")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", cfg.MaxClockSkew, "largest accepted difference between RequestTime and this clock (with a token)")
@@ -137,6 +140,10 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 		return cfg, opts, errors.New("--commands must name at least one command")
 	}
 	cfg.MaxBodyBytes = int64(maxBody)
+	cfg.SpoolMaxBytes = int64(spoolMax)
+	if cfg.SpoolMaxBytes <= 0 {
+		return cfg, opts, errors.New("--spool-max-bytes must be > 0")
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		return cfg, opts, errors.New("--max-body-bytes must be > 0")
 	}
