@@ -155,15 +155,20 @@ func (r *Receiver) fail(ev *event.Event, it *item, why string) {
 
 // send makes up to 1+Retry attempts to deliver ev to target. It returns the number of attempts
 // and "" on success, or why the last attempt failed. With a spool, a retryable failure after
-// the last retry does not end it while the target accepted nothing since that attempt began
-// (an outage, not this event's fault): the event is held and retried, at most
+// the last retry does not end it while the target accepted nothing since the attempt before
+// began (an outage, not this event's fault): the event is held and retried, at most
 // maxOutageBackoff apart, until the target is back or the shutdown timeout ends it.
 func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth) (int, string) {
+	var start time.Time
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return attempt - 1, "shutdown timeout reached before delivery"
 		}
-		start := time.Now()
+		prevStart := start
+		start = time.Now()
+		if attempt == 1 {
+			prevStart = start
+		}
 		status, retryAfter, err := r.attempt(ctx, target, ev)
 		end := time.Now()
 		obs.Observe(end.Sub(start).Seconds())
@@ -181,7 +186,7 @@ func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, o
 		// The sink's Retry-After, when longer than the backoff, wins (up to MaxRetryAfter).
 		wait := max(r.backoff(attempt), min(retryAfter, r.cfg.MaxRetryAfter))
 		if attempt > r.cfg.Retry {
-			if r.spool == nil || health.acceptedSince(start) {
+			if r.spool == nil || health.acceptedSince(prevStart) {
 				return attempt, why
 			}
 			r.held.Add(1)
