@@ -25,6 +25,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/imcallback/callback-operator/internal/version"
@@ -59,6 +60,7 @@ type Receiver struct {
 	replayed     int64          // events the spool held at start
 	damage       spool.Recovery // what Open found damaged in the spool
 	spoolErrOnce sync.Once
+	spoolSync    prometheus.Histogram // nil without a spool
 
 	sinkHealth, dlsHealth targetHealth
 	held                  atomic.Int64 // events held through a target's outage

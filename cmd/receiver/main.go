@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -32,6 +33,9 @@ const TokenEnv = "IM_CALLBACK_TOKEN"
 
 // defaultGCPercent is the GC target unless GOGC is set.
 const defaultGCPercent = 400
+
+// minSpoolProcs is the least GOMAXPROCS with a spool, unless GOMAXPROCS is set.
+const minSpoolProcs = 2
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
@@ -49,6 +53,14 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if opts.version {
 		fmt.Fprintln(stdout, "receiver", version.Version)
 		return 0
+	}
+	if cfg.SpoolDir != "" && getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < minSpoolProcs {
+		// A goroutine in fdatasync keeps its P until sysmon takes it back, which takes up to
+		// 10 ms when the runtime has been idle: with one P (a CPU limit of 1, or one CPU in
+		// the affinity mask) every handler waits for the disk. A second P runs them meanwhile;
+		// the thread in fdatasync sleeps, so the process still uses no more CPU than the load
+		// needs. GOMAXPROCS in the environment still wins.
+		runtime.GOMAXPROCS(minSpoolProcs)
 	}
 	if getenv("GOGC") == "" {
 		// The live heap is small (mostly the queue) while every callback allocates a few KiB
