@@ -380,10 +380,10 @@ func TestProcessSIGKILLSinkDown(t *testing.T) {
 	s := newSpoolSink(t)
 	s.set(true, 0)
 	dir := t.TempDir()
-	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir)
+	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi")
 	ok := loadUntilKilled(t, p, p.addr(t), 400)
 	s.set(false, 0)
-	again := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir)
+	again := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi")
 	again.addr(t)
 	checkAllArrived(t, s, ok, 0)
 	if code := again.terminate(t); code != 0 {
@@ -404,10 +404,10 @@ func TestProcessSIGKILLSlowSink(t *testing.T) {
 	s.set(false, 20*time.Millisecond)
 	dir := t.TempDir()
 	const workers = 8
-	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir, "--workers="+itoa(workers))
+	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--workers="+itoa(workers))
 	ok := loadUntilKilled(t, p, p.addr(t), 600)
 	s.set(false, 0)
-	again := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir, "--workers="+itoa(workers))
+	again := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--workers="+itoa(workers))
 	again.addr(t)
 	checkAllArrived(t, s, ok, 2*workers)
 	if code := again.terminate(t); code != 0 {

@@ -139,6 +139,17 @@ func (r *segReader) next(final bool) (off int64, payload []byte, ok bool, err er
 			return 0, nil, false, err
 		}
 		h := r.buf[r.pos : r.pos+recordHeader]
+		if final && firstNonZero(h) == len(h) {
+			// Segments are preallocated with zeros: zeros to the end are space never written;
+			// zeros before more data are a write that did not reach the disk.
+			start := r.offset()
+			end, err := r.skipZeros()
+			if err != nil || end {
+				return 0, nil, false, err
+			}
+			r.noteDamage(start)
+			continue
+		}
 		n := int64(binary.LittleEndian.Uint32(h[4:8]))
 		if binary.LittleEndian.Uint32(h[:4]) == recordMagic && r.offset()+recordHeader+n <= r.limit {
 			if have, err = r.ensure(recordHeader + int(n)); err != nil {
@@ -189,9 +200,72 @@ func (r *segReader) noteDamage(start int64) {
 	r.damage = append(r.damage, region{start, r.offset()})
 }
 
+// skipToLimit moves to the limit; bytes skipped that are not all zero are damage.
 func (r *segReader) skipToLimit() {
-	if start := r.offset(); start < r.limit {
-		r.buf, r.pos, r.bufOff = r.buf[:0], 0, r.limit
+	start := r.offset()
+	if start >= r.limit {
+		return
+	}
+	zero := false
+	if rest := r.limit - start; rest <= readChunk {
+		if ok, _ := r.ensure(int(rest)); ok {
+			zero = firstNonZero(r.buf[r.pos:r.pos+int(rest)]) == int(rest)
+		}
+	}
+	r.buf, r.pos, r.bufOff = r.buf[:0], 0, r.limit
+	if !zero {
 		r.noteDamage(start)
 	}
+}
+
+// skipZeros moves the reader past zero bytes; true when they reach the limit.
+func (r *segReader) skipZeros() (bool, error) {
+	for {
+		if i := firstNonZero(r.buf[r.pos:]); r.pos+i < len(r.buf) {
+			r.pos += i
+			return false, nil
+		}
+		r.pos = len(r.buf)
+		if r.offset() >= r.limit {
+			return true, nil
+		}
+		if _, err := r.ensure(min(readChunk, int(r.limit-r.offset()))); err != nil {
+			return false, err
+		}
+	}
+}
+
+// firstNonZero is the index of the first non-zero byte of b, or len(b).
+func firstNonZero(b []byte) int {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:]) != 0 {
+			break
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] != 0 {
+			return i
+		}
+	}
+	return i
+}
+
+// lastNonZero returns the offset after the last non-zero byte of f in [from, to), or from.
+func lastNonZero(f *os.File, from, to int64) (int64, error) {
+	buf := make([]byte, readChunk)
+	for end := to; end > from; {
+		start := max(from, end-readChunk)
+		b := buf[:end-start]
+		if _, err := f.ReadAt(b, start); err != nil && err != io.EOF {
+			return 0, err
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != 0 {
+				return start + int64(i) + 1, nil
+			}
+		}
+		end = start
+	}
+	return from, nil
 }

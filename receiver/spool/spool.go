@@ -37,10 +37,11 @@ var (
 
 // Options bound a spool.
 type Options struct {
-	// MaxBytes bounds the bytes of the spool's files; an Append beyond it fails with ErrFull.
+	// MaxBytes bounds the bytes of the spool's files, the preallocated space of the active
+	// and the next segment included; an Append beyond it fails with ErrFull.
 	MaxBytes int64
-	// SegmentBytes is the size at which a new segment file is started; 0 means MaxBytes/16
-	// within [1 MiB, 64 MiB]. A segment is removed only once all its records are done, so
+	// SegmentBytes is the size of a segment file (preallocated, so that a sync writes only
+	// data); 0 means MaxBytes/64 within [4 KiB, 16 MiB]. A segment is removed only once all its records are done, so
 	// smaller segments return space sooner and cost more files.
 	SegmentBytes int64
 	// SyncInterval is the least time between the starts of two syncs while appends keep
@@ -98,7 +99,7 @@ type segment struct {
 
 	// Guarded by Spool.mu.
 	records, done int64
-	bytes         int64  // on disk: segment and ack file
+	bytes         int64  // header, records and done-marks
 	acks          []byte // ack entries waiting for the committer
 	readAll       bool   // the reader has passed every record
 	removed       bool
@@ -133,7 +134,8 @@ type Spool struct {
 	inflight  *batch // the batch being written and synced
 	segs      []*segment
 	active    *segment
-	bytes     int64 // files plus pending
+	prep      *prepared // the next segment, being made ready
+	bytes     int64     // held: headers, records (pending too) and done-marks
 	events    int64 // records appended or found at Open, not done
 	committed chan struct{}
 	ackDirty  []*segment
@@ -157,8 +159,8 @@ type Spool struct {
 }
 
 const (
-	minSegment = 1 << 20
-	maxSegment = 64 << 20
+	minSegment = 4 << 10
+	maxSegment = 16 << 20
 )
 
 // Open opens (creating it if needed) the spool in dir and scans what an earlier process
@@ -170,8 +172,9 @@ func Open(dir string, opt Options) (*Spool, Recovery, error) {
 	}
 	segBytes := opt.SegmentBytes
 	if segBytes <= 0 {
-		segBytes = min(max(opt.MaxBytes/16, minSegment), maxSegment)
+		segBytes = min(max(opt.MaxBytes/64, minSegment), maxSegment)
 	}
+	segBytes = max(segBytes, minSegment)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, rec, fmt.Errorf("spool: %w", err)
 	}
@@ -218,12 +221,12 @@ func Open(dir string, opt Options) (*Spool, Recovery, error) {
 		s.nextID = id + 1
 	}
 	s.nextID = max(s.nextID, 1)
-	if err := s.startSegment(); err != nil {
-		return fail(err)
-	}
 	for _, g := range s.segs {
 		s.bytes += g.bytes
 		s.events += g.records - g.done
+	}
+	if err := s.startSegment(); err != nil {
+		return fail(err)
 	}
 	rec.Bytes = s.bytes
 	go s.commitLoop()
@@ -332,14 +335,18 @@ func (s *Spool) recoverSegment(id uint64, rec *Recovery) (*segment, error) {
 	}
 	for _, d := range rd.damage {
 		if d.start >= lastEnd {
+			// Torn: what was written after the last intact record (not the preallocated zeros).
+			end, err := lastNonZero(f, lastEnd, size)
+			if err != nil {
+				_ = f.Close()
+				return nil, err
+			}
 			rec.TornTails++
+			rec.TornBytes += end - lastEnd
 			break
 		}
 		rec.CorruptRegions++
 		rec.CorruptBytes += min(d.end, lastEnd) - d.start
-	}
-	if lastEnd < size {
-		rec.TornBytes += size - lastEnd
 	}
 
 	if g.records == g.done {
@@ -363,26 +370,30 @@ func (s *Spool) recoverSegment(id uint64, rec *Recovery) (*segment, error) {
 	return g, nil
 }
 
-// startSegment creates the next segment file and makes it the active one.
+// startSegment makes the segment prepared in the background (or, when there is none yet, a
+// new one) the active one, and starts preparing the next.
 func (s *Spool) startSegment() error {
-	g := &segment{id: s.nextID, path: s.segPath(s.nextID)}
-	f, err := os.OpenFile(g.path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	s.mu.Lock()
+	prep := s.prep
+	s.prep = nil
+	s.mu.Unlock()
+	var g *segment
+	var err error
+	if prep != nil {
+		<-prep.ready
+		g, err = prep.g, prep.err
+	} else {
+		g, err = s.createSegment(s.takeID())
+	}
 	if err != nil {
 		return err
 	}
-	if _, err := f.WriteAt([]byte(fileMagic), 0); err != nil {
-		_ = f.Close()
-		return err
+	if old := s.active; old != nil {
+		// Sealed, it keeps only its records: the preallocated zeros after them go.
+		if err := old.f.Truncate(old.size.Load()); err != nil {
+			return err
+		}
 	}
-	// The header is synced with the first batch; the directory entry must be durable before
-	// any record in the file is acknowledged.
-	if err := s.dirFile.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	s.nextID++
-	g.f = f
-	g.size.Store(headerLen)
 	s.mu.Lock()
 	old := s.active
 	g.bytes = headerLen
@@ -393,9 +404,74 @@ func (s *Spool) startSegment() error {
 		old.sealed.Store(true)
 		s.maybeRemove(old)
 	}
+	if !s.closed {
+		next := &prepared{ready: make(chan struct{})}
+		s.prep = next
+		id := s.takeIDLocked()
+		go func() {
+			next.g, next.err = s.createSegment(id)
+			close(next.ready)
+		}()
+	}
 	s.mu.Unlock()
 	s.signalCommitted()
 	return nil
+}
+
+// prepared is a segment file being made ready ahead of its use.
+type prepared struct {
+	ready chan struct{}
+	g     *segment
+	err   error
+}
+
+func (s *Spool) takeID() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.takeIDLocked()
+}
+
+func (s *Spool) takeIDLocked() uint64 {
+	id := s.nextID
+	s.nextID++
+	return id
+}
+
+// createSegment writes a segment file of SegmentBytes: its header, then zeros, synced with its
+// directory entry. Records later overwrite the zeros in place, so a sync has only data to
+// write (the file's size and blocks do not change): on ext4 that costs about half the CPU of
+// a sync of a growing file.
+func (s *Spool) createSegment(id uint64) (*segment, error) {
+	g := &segment{id: id, path: s.segPath(id)}
+	f, err := os.OpenFile(g.path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*segment, error) {
+		_ = f.Close()
+		_ = os.Remove(g.path)
+		return nil, err
+	}
+	zeros := make([]byte, min(s.segBytes, 256<<10))
+	copy(zeros, fileMagic)
+	for off := int64(0); off < s.segBytes; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), s.segBytes-off)], off); err != nil {
+			return fail(err)
+		}
+		if off == 0 {
+			clear(zeros[:headerLen])
+		}
+	}
+	if err := fdatasync(f); err != nil {
+		return fail(err)
+	}
+	// The directory entry must be durable before any record in the file is acknowledged.
+	if err := s.dirFile.Sync(); err != nil {
+		return fail(err)
+	}
+	g.f = f
+	g.size.Store(headerLen)
+	return g, nil
 }
 
 // Append writes payload as one record and returns once it is on disk. It fails with ErrFull
@@ -413,7 +489,7 @@ func (s *Spool) Append(payload []byte) error {
 	case s.drained || s.closed:
 		s.mu.Unlock()
 		return ErrClosed
-	case s.bytes+size > s.maxBytes:
+	case s.bytes+size+2*s.segBytes > s.maxBytes: // room for the active and the next segment's preallocated space
 		s.mu.Unlock()
 		return ErrFull
 	}
@@ -742,7 +818,9 @@ func (s *Spool) Drain() {
 	s.signalCommitted()
 }
 
-// Bytes is the size of the spool's files (with records about to be written).
+// Bytes is what the spool holds: its records (those about to be written too), segment
+// headers and done-marks. Its files take up to two segments of preallocated space more,
+// within MaxBytes.
 func (s *Spool) Bytes() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -773,10 +851,18 @@ func (s *Spool) Close() error {
 		return s.closeErr
 	}
 	s.closed = true
+	prep := s.prep
+	s.prep = nil
 	s.mu.Unlock()
 	s.poke()
 	<-s.stopped
 	var errs []error
+	if prep != nil {
+		<-prep.ready
+		if prep.g != nil {
+			errs = append(errs, prep.g.f.Close())
+		}
+	}
 	for _, g := range s.segs {
 		if g.ack != nil {
 			errs = append(errs, fdatasync(g.ack), g.ack.Close())

@@ -26,7 +26,7 @@ func payload(i int) []byte {
 func open(t *testing.T, dir string, opt Options) (*Spool, Recovery) {
 	t.Helper()
 	if opt.MaxBytes == 0 {
-		opt.MaxBytes = 1 << 30
+		opt.MaxBytes = 16 << 20
 	}
 	s, rec, err := Open(dir, opt)
 	if err != nil {
@@ -264,8 +264,9 @@ func TestGroupCommitUnderConcurrency(t *testing.T) {
 	}
 }
 
-// lastSegment is the newest segment file holding records.
-func lastSegment(t *testing.T, dir string) string {
+// lastSegment is the newest segment file holding records, and the end of its records (the
+// rest of the file is preallocated zeros).
+func lastSegment(t *testing.T, dir string) (string, int64) {
 	t.Helper()
 	ids, err := segmentIDs(dir)
 	if err != nil {
@@ -273,12 +274,35 @@ func lastSegment(t *testing.T, dir string) string {
 	}
 	for i := len(ids) - 1; i >= 0; i-- {
 		p := filepath.Join(dir, fmt.Sprintf("%020d.seg", ids[i]))
-		if st, _ := os.Stat(p); st.Size() > headerLen {
-			return p
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		end, err := lastNonZero(f, headerLen, st.Size())
+		_ = f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end > headerLen {
+			return p, end
 		}
 	}
 	t.Fatal("no segment with records")
-	return ""
+	return "", 0
+}
+
+// zeroRange overwrites [from, to) of a file with zeros: a write that did not reach the disk.
+func zeroRange(t *testing.T, path string, from, to int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(make([]byte, to-from), from); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestTornFinalRecord(t *testing.T) {
@@ -288,14 +312,11 @@ func TestTornFinalRecord(t *testing.T) {
 			s, _ := open(t, dir, Options{})
 			appendN(t, s, 0, 50)
 			crashed := crashCopy(t, dir)
-			seg := lastSegment(t, crashed)
-			st, _ := os.Stat(seg)
+			seg, end := lastSegment(t, crashed)
 			// The last record (payload 49) is cut short, as by a crash in the middle of its write.
-			if err := os.Truncate(seg, st.Size()-recordSize(len(payload(49)))+int64(cut)); err != nil {
-				t.Fatal(err)
-			}
+			zeroRange(t, seg, end-recordSize(len(payload(49)))+int64(cut), end)
 			s2, rec := open(t, crashed, Options{})
-			if rec.TornTails != 1 || rec.TornBytes != int64(cut) || rec.CorruptRegions != 0 || rec.Events != 49 {
+			if rec.TornTails != 1 || rec.TornBytes <= 0 || rec.TornBytes > int64(cut) || rec.CorruptRegions != 0 || rec.Events != 49 {
 				t.Fatalf("recovery %+v", rec)
 			}
 			wantPayloads(t, drainAll(t, s2), seq(0, 49))
@@ -308,10 +329,10 @@ func TestGarbageTail(t *testing.T) {
 	s, _ := open(t, dir, Options{})
 	appendN(t, s, 0, 10)
 	crashed := crashCopy(t, dir)
-	seg := lastSegment(t, crashed)
-	f, _ := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	seg, end := lastSegment(t, crashed)
+	f, _ := os.OpenFile(seg, os.O_WRONLY, 0)
 	// Garbage with a record magic in it, as a half-written batch might leave.
-	_, _ = f.Write(append(append([]byte("zzzz"), recordMagicLE...), 0xff, 0xff, 0, 0, 1, 2, 3))
+	_, _ = f.WriteAt(append(append([]byte("zzzz"), recordMagicLE...), 0xff, 0xff, 0, 0, 1, 2, 3), end)
 	_ = f.Close()
 	s2, rec := open(t, crashed, Options{})
 	if rec.TornTails != 1 || rec.TornBytes != 15 || rec.Events != 10 {
@@ -325,7 +346,7 @@ func TestCorruptRecordInTheMiddle(t *testing.T) {
 	s, _ := open(t, dir, Options{})
 	appendN(t, s, 0, 100)
 	crashed := crashCopy(t, dir)
-	seg := lastSegment(t, crashed)
+	seg, _ := lastSegment(t, crashed)
 	b, _ := os.ReadFile(seg)
 	// Flip a byte in the payload of record 40, and another in the length of record 70.
 	off40 := headerLen
@@ -360,7 +381,8 @@ func TestRandomDamageCostsNoIntactRecord(t *testing.T) {
 	for i := range n {
 		starts = append(starts, starts[i]+recordSize(len(payload(i))))
 	}
-	orig, _ := os.ReadFile(lastSegment(t, dir))
+	last, _ := lastSegment(t, dir)
+	orig, _ := os.ReadFile(last)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 60 {
 		crashed := crashCopy(t, dir)
@@ -380,11 +402,11 @@ func TestRandomDamageCostsNoIntactRecord(t *testing.T) {
 		if round%5 == 0 {
 			b = b[:to] // and cut the file there
 		}
-		seg := lastSegment(t, crashed)
+		seg, _ := lastSegment(t, crashed)
 		if err := os.WriteFile(seg, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s2, rec, err := Open(crashed, Options{MaxBytes: 1 << 30})
+		s2, rec, err := Open(crashed, Options{MaxBytes: 16 << 20})
 		if err != nil {
 			t.Fatalf("round %d: Open: %v", round, err)
 		}
@@ -429,7 +451,8 @@ func TestDamagedAckHandsRecordOutAgain(t *testing.T) {
 	}
 	appendN(t, s, 5, 6)
 	crashed := crashCopy(t, dir)
-	ack := filepath.Join(crashed, filepath.Base(lastSegment(t, crashed)))
+	seg, _ := lastSegment(t, crashed)
+	ack := filepath.Join(crashed, filepath.Base(seg))
 	ack = ack[:len(ack)-4] + ".ack"
 	b, err := os.ReadFile(ack)
 	if err != nil || len(b) != 5*ackLen {
