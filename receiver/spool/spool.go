@@ -136,7 +136,7 @@ type Spool struct {
 	active    *segment
 	prep      *prepared // the next segment, being made ready
 	bytes     int64     // held: headers, records (pending too) and done-marks
-	events    int64 // records appended or found at Open, not done
+	events    int64     // records appended or found at Open, not done
 	committed chan struct{}
 	ackDirty  []*segment
 	ackFlush  bool // a flush of the done-marks is scheduled
