@@ -452,7 +452,9 @@ func (s *Spool) createSegment(id uint64) (*segment, error) {
 		_ = os.Remove(g.path)
 		return nil, err
 	}
-	zeros := make([]byte, min(s.segBytes, 256<<10))
+	// Written and synced a megabyte at a time, so that a sync of records never waits behind
+	// a whole segment of zeros on its way to the disk.
+	zeros := make([]byte, min(s.segBytes, 1<<20))
 	copy(zeros, fileMagic)
 	for off := int64(0); off < s.segBytes; off += int64(len(zeros)) {
 		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), s.segBytes-off)], off); err != nil {
@@ -461,9 +463,9 @@ func (s *Spool) createSegment(id uint64) (*segment, error) {
 		if off == 0 {
 			clear(zeros[:headerLen])
 		}
-	}
-	if err := fdatasync(f); err != nil {
-		return fail(err)
+		if err := fdatasync(f); err != nil {
+			return fail(err)
+		}
 	}
 	// The directory entry must be durable before any record in the file is acknowledged.
 	if err := s.dirFile.Sync(); err != nil {
