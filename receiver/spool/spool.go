@@ -694,7 +694,9 @@ func (s *Spool) Next(ctx context.Context) (Record, error) {
 		s.rd.limit = g.size.Load()
 		off, p, ok, err := s.rd.next(sealed)
 		if err != nil {
-			return Record{}, fmt.Errorf("spool: reading %s: %w", g.path, err)
+			err = fmt.Errorf("reading %s: %w", g.path, err)
+			s.setErr(err) // like a failed write: the spool is unhealthy until a restart
+			return Record{}, fmt.Errorf("spool: %w", err)
 		}
 		if ok {
 			if s.doneBefore(uint32(off)) {
@@ -836,7 +838,8 @@ func (s *Spool) Events() int64 {
 	return s.events
 }
 
-// Err is the error of a failed write or sync, after which Append fails; nil while healthy.
+// Err is the error of a failed write, sync or read, after which Append fails; nil while
+// healthy.
 func (s *Spool) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

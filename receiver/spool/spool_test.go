@@ -540,3 +540,29 @@ func TestDirectoryIsLocked(t *testing.T) {
 		t.Fatal("a second Open of the same directory succeeded")
 	}
 }
+
+// TestWriteErrorIsSticky: after a failed write the spool refuses every append (a sync that
+// failed cannot be trusted when retried) until a new Open recovers what is on disk.
+func TestWriteErrorIsSticky(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, Options{})
+	appendN(t, s, 0, 3)
+	s.mu.Lock()
+	_ = s.active.f.Close() // the next write fails
+	s.mu.Unlock()
+	if err := s.Append(payload(3)); err == nil {
+		t.Fatal("Append succeeded on a closed file")
+	}
+	if s.Err() == nil {
+		t.Fatal("Err is nil after a failed write")
+	}
+	if err := s.Append(payload(4)); err == nil || errors.Is(err, ErrFull) {
+		t.Fatalf("Append after a failed write: %v", err)
+	}
+	_ = s.Close()
+	s2, rec := open(t, dir, Options{})
+	if rec.Events != 3 {
+		t.Fatalf("recovery after the failure: %+v", rec)
+	}
+	wantPayloads(t, drainAll(t, s2), seq(0, 3))
+}
