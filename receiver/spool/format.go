@@ -115,7 +115,7 @@ func (r *segReader) ensure(n int) (bool, error) {
 	}
 	got, err := r.f.ReadAt(r.buf[rest:rest+want], r.bufOff+int64(rest))
 	r.buf = r.buf[:rest+got]
-	if err != nil && !(err == io.EOF && got == want) {
+	if err != nil && (err != io.EOF || got != want) {
 		if err == io.EOF {
 			return false, fmt.Errorf("segment %s shorter than its committed size", r.f.Name())
 		}
