@@ -80,6 +80,7 @@ test: verify-generated vet lint control-plane ## Everything: generation check, v
 bench: build control-plane ## Benchmarks: receiver (with and without spool) against bare net/http and an ideal forwarder, handler allocations, controller at scale.
 	hack/bench-receiver.sh
 	go test -run='^$$' -bench=. -benchmem ./receiver/...
+	go test -run='^$$' -bench=AppendWhileWaking -benchtime=20000x -cpu=1,2 ./receiver/spool
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/bench-controller --manager=bin/manager
 
 .PHONY: bench-spool-stores
