@@ -1,12 +1,15 @@
 // Package spool is the receiver's durable queue: an append-only log of opaque records in
 // segment files. Append returns once its record is on disk (fdatasync), with group commit:
-// one sync covers every record appended while the previous sync ran. Next hands the records
+// one sync covers every record appended while the previous one ran (or, with SyncInterval,
+// within that interval of its start). Segment files are preallocated with zeros, so a sync
+// writes data and no metadata. Next hands the records
 // out in order, those found at Open first; Done marks one finished, and a segment file is
 // removed once every record in it is done. A record cut short or damaged by a crash is
 // skipped on Open and reported in Recovery; it never costs an intact record.
 //
-// Done is recorded with a write (no sync): it survives the process being killed, but after
-// a power loss a record done shortly before may be handed out again.
+// Done is recorded with a write within a few milliseconds, without a sync: it survives the
+// process being killed (a record done in those last milliseconds is handed out again), but
+// after a power loss the records done shortly before may be handed out again.
 package spool
 
 import (
