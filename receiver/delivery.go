@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -157,7 +158,7 @@ func (r *Receiver) fail(ev *event.Event, it *item, why string) {
 // and "" on success, or why the last attempt failed. With a spool, a retryable failure after
 // the last retry does not end it while the target accepted nothing since the attempt before
 // began (an outage, not this event's fault): the event is held and retried, at most
-// maxOutageBackoff apart, until the target is back or the shutdown timeout ends it.
+// maxOutageBackoff apart (jittered), until the target is back or the shutdown timeout ends it.
 func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth) (int, string) {
 	var start time.Time
 	for attempt := 1; ; attempt++ {
@@ -189,8 +190,12 @@ func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, o
 			if r.spool == nil || health.acceptedSince(prevStart) {
 				return attempt, why
 			}
+			// Jittered, so that the held events' attempts spread out and the first one after
+			// the target is back (which wakes all of them) comes soon.
+			d := min(wait, max(maxOutageBackoff, retryAfter))
+			d = d/2 + rand.N(d/2+1)
 			r.held.Add(1)
-			ok := health.hold(ctx, min(wait, max(maxOutageBackoff, retryAfter)))
+			ok := health.hold(ctx, d)
 			r.held.Add(-1)
 			if !ok {
 				return attempt, "shutdown timeout reached: " + why

@@ -8,9 +8,10 @@ import (
 )
 
 // maxOutageBackoff caps the delay between the attempts of an event held through a sink
-// outage, so delivery resumes within it once the sink is back (sooner: the first success
-// wakes every held event).
-const maxOutageBackoff = 30 * time.Second
+// outage, so delivery resumes within it once the sink is back (sooner: attempts are
+// jittered, and the first success wakes every held event). Against a sink that is down, the
+// held events then cost at most one attempt per worker every 5-10 s.
+const maxOutageBackoff = 10 * time.Second
 
 // targetHealth tells an outage of a delivery target from a target that refuses one event:
 // with a spool, an event whose retries are exhausted is held (and retried) rather than

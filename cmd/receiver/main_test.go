@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -97,6 +98,7 @@ type process struct {
 	mu       sync.Mutex
 	logs     bytes.Buffer
 	listen   chan string
+	admin    atomic.Value // the admin address, once started
 	exitCode chan int
 }
 
@@ -119,8 +121,9 @@ func startProcess(t *testing.T, env []string, args ...string) *process {
 			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
 			p.mu.Unlock()
-			var l struct{ Msg, Listen string }
+			var l struct{ Msg, Listen, AdminListen string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "receiver starting" {
+				p.admin.Store(l.AdminListen)
 				p.listen <- l.Listen
 			}
 		}
@@ -412,5 +415,119 @@ func TestProcessSIGKILLSlowSink(t *testing.T) {
 	checkAllArrived(t, s, ok, 2*workers)
 	if code := again.terminate(t); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, again.log())
+	}
+}
+
+// metric reads one sample from the process's /metrics.
+func (p *process) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin.Load().(string) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not in /metrics", name)
+	return 0
+}
+
+// TestProcessSinkOutage: the sink is down far longer than retries and backoff last; the
+// receiver keeps accepting, holds one event per worker in memory and the rest on disk,
+// dead-letters and fails nothing, and delivers everything once the sink is back, then exits 0.
+func TestProcessSinkOutage(t *testing.T) {
+	s := newSpoolSink(t)
+	s.set(true, 0)
+	dlq := newSpoolSink(t)
+	const workers = 8
+	// Linear backoff from 1 ms keeps the delays of a test-long outage short, so the held events
+	// notice the sink's return within a fraction of a second.
+	p := startProcess(t, []string{"IM_CALLBACK_TOKEN="}, "--sink="+s.URL, "--dead-letter-sink="+dlq.URL, "--spool-dir="+t.TempDir(),
+		"--spool-max-bytes=64Mi", "--workers="+itoa(workers), "--backoff-policy=linear")
+	addr := p.addr(t)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+	send := func(from, to int) {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		next.Store(int64(from))
+		for range 16 {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < to; i = int(next.Add(1)) - 1 {
+					resp, err := client.Post("http://"+addr+"/im/callback?SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete",
+						"application/json", strings.NewReader(spoolBody(i)))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						t.Errorf("callback %d: %d", i, resp.StatusCode)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	const n = 4000
+	send(0, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.metric(t, "imcallback_deliveries_held") != workers {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers do not hold their events: %v held", p.metric(t, "imcallback_deliveries_held"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := p.metric(t, "imcallback_spool_events"); got != n {
+		t.Errorf("imcallback_spool_events = %v during the outage, want %d", got, n)
+	}
+	// In memory: the events the workers hold; the backlog waits on disk.
+	if got := p.metric(t, "imcallback_deliveries_in_flight"); got != workers {
+		t.Errorf("imcallback_deliveries_in_flight = %v, want %d (one per worker)", got, workers)
+	}
+	if got := p.metric(t, "imcallback_queue_depth"); got != n-workers {
+		t.Errorf("imcallback_queue_depth = %v, want %d waiting in the spool", got, n-workers)
+	}
+	for _, m := range []string{`imcallback_events_total{result="dead_lettered"}`, `imcallback_events_total{result="failed"}`} {
+		if got := p.metric(t, m); got != 0 {
+			t.Errorf("%s = %v during the outage", m, got)
+		}
+	}
+	s.set(false, 0)
+	ok := map[string]bool{}
+	for i := range n {
+		ok[spoolBody(i)] = true
+	}
+	checkAllArrived(t, s, ok, 0)
+	dlq.mu.Lock()
+	if len(dlq.taken) != 0 {
+		t.Errorf("%d events dead-lettered", len(dlq.taken))
+	}
+	dlq.mu.Unlock()
+	// Scraped before, the receiver waits for a scrape after its drain, as the manager makes.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case code := <-p.exitCode:
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.log())
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+			if resp, err := http.Get("http://" + p.admin.Load().(string) + "/metrics"); err == nil {
+				resp.Body.Close()
+			}
+		}
 	}
 }
