@@ -470,7 +470,7 @@ func TestProcessSinkOutage(t *testing.T) {
 					}
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
-					if resp.StatusCode != 200 {
+					if resp.StatusCode != http.StatusOK {
 						t.Errorf("callback %d: %d", i, resp.StatusCode)
 					}
 				}
