@@ -21,6 +21,7 @@
 # BENCH_PORT_BASE (default 28100, below the ephemeral range; uses base..base+4),
 # BENCH_SPOOL_PARENT (default /var/tmp: where the spool directory is made; must not be tmpfs).
 set -euo pipefail
+trap 'echo "bench-receiver: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10s}
