@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,8 @@ const (
 	DefaultMaxBodyBytesInFlight = 16 << 20
 	// DefaultMaxRetryAfter bounds how long a sink's Retry-After can hold a worker.
 	DefaultMaxRetryAfter = 5 * time.Minute
+	// DefaultSpoolMaxBytes bounds the spool directory's files.
+	DefaultSpoolMaxBytes = contract.DefaultSpoolMaxBytes
 )
 
 // DefaultListen and DefaultAdminListen are the addresses of the contract's default ports.
@@ -88,8 +91,14 @@ type Config struct {
 	BackoffDelay, DeliveryTimeout time.Duration
 	// MaxRetryAfter caps how long a sink's Retry-After header may delay the next attempt.
 	MaxRetryAfter time.Duration
-	// QueueSize bounds the accepted callbacks waiting for delivery; a full queue answers 503.
+	// QueueSize bounds the accepted callbacks waiting for delivery in memory, without a
+	// spool; a full queue answers 503.
 	QueueSize int
+	// SpoolDir, when set, makes acceptance durable: every accepted callback is written there
+	// and synced before its 200 OK, delivered from there, and found there again by the next
+	// process if this one dies. SpoolMaxBytes bounds its files; a full spool answers 503.
+	SpoolDir      string
+	SpoolMaxBytes int64
 	// Workers is the number of concurrent deliveries.
 	Workers int
 
@@ -147,6 +156,7 @@ func DefaultConfig() Config {
 		DecisionFailure:      DefaultDecisionFailure,
 		MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight,
 		ReplayWindowSize:     DefaultReplayWindowSize,
+		SpoolMaxBytes:        DefaultSpoolMaxBytes,
 	}
 }
 
@@ -167,6 +177,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.AdminListen, DefaultAdminListen)
 	orDefault(&c.ReplayWindowSize, DefaultReplayWindowSize)
 	orDefault(&c.MaxBodyBytesInFlight, DefaultMaxBodyBytesInFlight)
+	orDefault(&c.SpoolMaxBytes, DefaultSpoolMaxBytes)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -255,6 +266,12 @@ func (c *Config) Validate() error {
 		if t, err := authtoken.Parse(c.Token); err != nil || t != c.Token {
 			add("token must not be blank or have surrounding white space (read it with authtoken.Parse)")
 		}
+	}
+	if c.SpoolMaxBytes < 0 {
+		add("spool-max-bytes must be > 0, got %d", c.SpoolMaxBytes)
+	}
+	if maxBody := cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes); c.SpoolDir != "" && c.SpoolMaxBytes > 0 && c.SpoolMaxBytes < 2*maxBody {
+		add("spool-max-bytes (%d) must be at least twice max-body-bytes (%d)", c.SpoolMaxBytes, maxBody)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls-cert-file and tls-key-file must be given together")

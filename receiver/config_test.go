@@ -39,6 +39,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.BackoffDelay = -time.Second }, "backoff-delay must not be negative"},
 		{func(c *Config) { c.ShutdownDelay = 30 * time.Second }, "shutdown-delay (30s) must be shorter than shutdown-timeout (25s)"},
 		{func(c *Config) { c.QueueSize = -1 }, "queue-size must be > 0"},
+		{func(c *Config) { c.SpoolMaxBytes = -1 }, "spool-max-bytes must be > 0"},
+		{func(c *Config) { c.SpoolDir, c.SpoolMaxBytes = "/s", 1<<20 }, "spool-max-bytes (1048576) must be at least twice max-body-bytes (1048576)"},
 		{func(c *Config) { c.TLSCertFile = "c" }, "tls-cert-file and tls-key-file must be given together"},
 		{func(c *Config) { c.Token = " \n" }, "token must not be blank"},
 		{func(c *Config) { c.Token = "xxxxyyyy\n" }, "surrounding white space"},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -99,39 +100,49 @@ func (r *Receiver) worker(ctx context.Context) {
 }
 
 // deliver sends one event to the sink, then to the dead-letter sink, and records the result.
-// ctx is cancelled only when the shutdown timeout runs out.
-func (r *Receiver) deliver(ctx context.Context, it *item) {
+// ctx is cancelled only when the shutdown timeout runs out. It returns false when, with a
+// spool, that cut the delivery short: the event stays in the spool, logged whole, uncounted.
+func (r *Receiver) deliver(ctx context.Context, it *item) bool {
 	ev := r.newEvent(it)
 	rt := r.targetOf(it.command)
 	if rt == nil { // only an event replayed under flags that no longer route its command
 		r.fail(&ev, it, "no route for "+it.command+" under the current flags")
-		return
+		return true
 	}
-	attempts, why := r.send(ctx, rt.url, &ev, r.metrics.attemptSink)
+	attempts, why := r.send(ctx, rt.url, &ev, r.metrics.attemptSink, &rt.health)
 	if why == "" {
 		r.metrics.delivered.Inc()
 		rt.delivered.Inc()
 		r.metrics.deliveryDelivered.Observe(time.Since(it.received).Seconds())
-		return
+		return true
+	}
+	if r.spool != nil && ctx.Err() != nil {
+		r.leave(it, why)
+		return false
 	}
 	if r.dlsURL != nil && ctx.Err() == nil {
 		ev.SetExtension(ExtDeadLetterReason, why)
 		ev.SetExtension(ExtDeadLetterAttempts, int32(attempts))
-		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS)
+		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS, &r.dlsHealth)
 		if dlWhy == "" {
 			r.metrics.deadLettered.Inc()
 			rt.deadLettered.Inc()
 			r.metrics.deliveryDeadLettered.Observe(time.Since(it.received).Seconds())
 			r.log.Warn("event dead-lettered", slog.String("id", ev.ID()), slog.String("type", ev.Type()),
 				slog.String("reason", why), slog.Int("attempts", attempts))
-			return
+			return true
+		}
+		if r.spool != nil && ctx.Err() != nil {
+			r.leave(it, "dead-letter sink: "+dlWhy)
+			return false
 		}
 		rt.failed.Inc()
 		r.fail(&ev, it, fmt.Sprintf("sink: %s after %d attempt(s); dead-letter sink: %s after %d attempt(s)", why, attempts, dlWhy, dlAttempts))
-		return
+		return true
 	}
 	rt.failed.Inc()
 	r.fail(&ev, it, fmt.Sprintf("%s after %d attempt(s)", why, attempts))
+	return true
 }
 
 // fail counts an undelivered event and logs it whole (structured CloudEvent JSON), so it can
@@ -149,28 +160,52 @@ func (r *Receiver) fail(ev *event.Event, it *item, why string) {
 }
 
 // send makes up to 1+Retry attempts to deliver ev to target. It returns the number of attempts
-// and "" on success, or why the last attempt failed.
-func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }) (int, string) {
+// and "" on success, or why the last attempt failed. With a spool, a retryable failure after
+// the last retry does not end it while the target accepted nothing since the attempt before
+// began (an outage, not this event's fault): the event is held and retried, at most
+// maxOutageBackoff apart (jittered), until the target is back or the shutdown timeout ends it.
+func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth) (int, string) {
+	var start time.Time
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return attempt - 1, "shutdown timeout reached before delivery"
 		}
-		start := time.Now()
+		prevStart := start
+		start = time.Now()
+		if attempt == 1 {
+			prevStart = start
+		}
 		status, retryAfter, err := r.attempt(ctx, target, ev)
-		obs.Observe(time.Since(start).Seconds())
+		end := time.Now()
+		obs.Observe(end.Sub(start).Seconds())
 		if err == nil && status >= 200 && status < 300 {
+			health.accepted(end)
 			return attempt, ""
 		}
 		why, retry := outcome(status, err)
 		if ctx.Err() != nil {
 			return attempt, "shutdown timeout reached: " + why
 		}
-		if !retry || attempt > r.cfg.Retry {
+		if !retry {
 			return attempt, why
 		}
 		// The sink's Retry-After, when longer than the backoff, wins (up to MaxRetryAfter).
 		wait := max(r.backoff(attempt), min(retryAfter, r.cfg.MaxRetryAfter))
-		if !sleep(ctx, wait) {
+		if attempt > r.cfg.Retry {
+			if r.spool == nil || health.acceptedSince(prevStart) {
+				return attempt, why
+			}
+			// Jittered, so that the held events' attempts spread out and the first one after
+			// the target is back (which wakes all of them) comes soon.
+			d := min(wait, max(maxOutageBackoff, retryAfter))
+			d = d/2 + rand.N(d/2+1)
+			r.held.Add(1)
+			ok := health.hold(ctx, d)
+			r.held.Add(-1)
+			if !ok {
+				return attempt, "shutdown timeout reached: " + why
+			}
+		} else if !sleep(ctx, wait) {
 			return attempt, "shutdown timeout reached: " + why
 		}
 		r.metrics.retries.Inc()

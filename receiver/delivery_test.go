@@ -289,6 +289,9 @@ func TestQueueFull(t *testing.T) {
 	if depth := gaugeValue(t, rr.adminURL, "imcallback_queue_depth"); depth != "1" {
 		t.Errorf("imcallback_queue_depth = %s, want 1", depth)
 	}
+	if n := gaugeValue(t, rr.adminURL, `imcallback_unavailable_total{reason="queue_full"}`); n != "1" {
+		t.Errorf(`imcallback_unavailable_total{reason="queue_full"} = %s, want 1`, n)
+	}
 	unblock()
 	eventually(t, "both accepted events are delivered", func() bool { return countsOf(rr.Receiver).delivered == 2 })
 	if err := rr.stop(t); err != nil {

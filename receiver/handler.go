@@ -89,10 +89,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		r.refuseTooLarge(w, req, start, &p, true)
 		return
 	case errors.Is(err, errBodyBudget):
-		r.metrics.unavailable.Inc()
-		writeReply(w, http.StatusServiceUnavailable, bodyBusy)
-		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
-		r.logUnavailable(req, bodyBusy)
+		r.unavailable(w, req, start, UnavailableBodyBudget)
 		return
 	default:
 		r.refuse(w, req, start, &p, answer{http.StatusBadRequest, ReasonUnreadableBody, bodyUnreadable})
@@ -153,17 +150,14 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 		optPlatform:    p.optPlatform,
 		hasClientIP:    p.hasClientIP,
 		hasOptPlatform: p.hasOptPlatform,
-		body:           append(make([]byte, 0, len(body)), body...),
+		body:           body, // enqueue copies it
 	}
-	unavailable := r.enqueue(it)
+	u := r.enqueue(it)
 	if r.replay != nil {
-		r.replay.settle(replayKey, claim, unavailable == nil)
+		r.replay.settle(replayKey, claim, u == available)
 	}
-	if unavailable != nil {
-		r.metrics.unavailable.Inc()
-		writeReply(w, http.StatusServiceUnavailable, unavailable)
-		r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
-		r.logUnavailable(req, unavailable)
+	if u != available {
+		r.unavailable(w, req, start, u)
 		return
 	}
 	r.metrics.accepted.Inc()
@@ -172,19 +166,32 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	r.metrics.requestAccepted.Observe(time.Since(start).Seconds())
 }
 
-// enqueue puts it in the queue unless the receiver is draining or the queue is full; it then
-// returns the reply body to send with 503.
-func (r *Receiver) enqueue(it *item) []byte {
+// unavailable answers 503 and counts it by reason.
+func (r *Receiver) unavailable(w http.ResponseWriter, req *http.Request, start time.Time, u Unavailable) {
+	r.metrics.unavailable.Inc()
+	r.metrics.unavailableReasons[u].Inc()
+	writeReply(w, http.StatusServiceUnavailable, unavailableBodies[u])
+	r.metrics.requestUnavail.Observe(time.Since(start).Seconds())
+	r.logUnavailable(req, unavailableBodies[u])
+}
+
+// enqueue puts it in the spool (durably, before the reply) or the in-memory queue, unless
+// the receiver is draining or there is no room; it then returns why, for the 503.
+func (r *Receiver) enqueue(it *item) Unavailable {
 	r.drainMu.RLock()
 	defer r.drainMu.RUnlock()
 	if r.draining {
-		return bodyShuttingDown
+		return UnavailableDraining
 	}
+	if r.spool != nil {
+		return r.spoolItem(it)
+	}
+	it.body = append(make([]byte, 0, len(it.body)), it.body...)
 	select {
 	case r.queue <- it:
-		return nil
+		return available
 	default:
-		return bodyQueueFull
+		return UnavailableQueueFull
 	}
 }
 

@@ -33,6 +33,7 @@ type metrics struct {
 	decided                                  prometheus.Counter
 	duplicate                                prometheus.Counter
 	reasons                                  [numReasons]prometheus.Counter
+	unavailableReasons                       [numUnavailable]prometheus.Counter
 	delivered, deadLettered, failed          prometheus.Counter
 	retries, pairs                           prometheus.Counter
 
@@ -106,6 +107,14 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 		m.reasons[i] = rejected.WithLabelValues(Reason(i).String())
 	}
 
+	unavailable := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "imcallback_unavailable_total",
+		Help: "Callback requests answered 503 (outcome unavailable), by reason.",
+	}, []string{"reason"})
+	for i := range m.unavailableReasons {
+		m.unavailableReasons[i] = unavailable.WithLabelValues(Unavailable(i).String())
+	}
+
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: contract.MetricEvents,
 		Help: "Accepted callbacks whose delivery ended, by result.",
@@ -158,15 +167,15 @@ func newMetrics(incarnation string, queueDepth, queueCapacity, inFlight func() f
 	}, []string{contract.LabelIncarnation, "version"})
 	info.WithLabelValues(incarnation, version.Version).Set(1)
 
-	reg.MustRegister(callbacks, rejected, events, m.retries, m.pairs, requests, delivery, attempts, info,
+	reg.MustRegister(callbacks, rejected, unavailable, events, m.retries, m.pairs, requests, delivery, attempts, info,
 		decisions, decisionDuration, decisionFailures, m.routeEvents,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "imcallback_queue_depth",
-			Help: "Accepted callbacks waiting for a delivery worker.",
+			Help: "Accepted callbacks waiting for a delivery worker (in memory, or in the spool).",
 		}, queueDepth),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "imcallback_queue_capacity",
-			Help: "Size of the delivery queue (--queue-size).",
+			Help: "Size of the in-memory delivery queue (--queue-size); 0 with a spool, bounded by imcallback_spool_max_bytes instead.",
 		}, queueCapacity),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "imcallback_deliveries_in_flight",

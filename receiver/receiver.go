@@ -26,9 +26,11 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/imcallback/callback-operator/internal/version"
+	"github.com/imcallback/callback-operator/receiver/spool"
 )
 
 // Receiver receives IM callbacks and delivers them as CloudEvents. Create it with New, then
@@ -48,13 +50,24 @@ type Receiver struct {
 	transport     *http.Transport
 	bindingCtx    context.Context // tells the SDK to encode in binary mode
 
-	queue    chan *item
+	queue    chan *item   // without a spool
+	spool    *spool.Spool // with --spool-dir
 	drainMu  sync.RWMutex // held for reading while enqueueing, for writing to start the drain
 	draining bool         // guarded by drainMu; once true nothing more is queued
 	inFlight atomic.Int64
 
 	metrics     *metrics
 	failedCount atomic.Int64
+	leftCount   atomic.Int64 // events left in the spool at the shutdown timeout
+
+	replayed     int64          // events the spool held at start
+	damage       spool.Recovery // what Open found damaged in the spool
+	spoolErrOnce sync.Once
+	spoolSync    prometheus.Histogram // nil without a spool
+
+	dlsHealth targetHealth // each route has its own
+
+	held atomic.Int64 // events held through a target's outage
 
 	refusalLogs          [numReasons]logThrottle
 	serverLog            *log.Logger  // the callback server's ErrorLog (throttled)
@@ -124,8 +137,13 @@ func New(cfg Config) (*Receiver, error) {
 			return nil, err
 		}
 	}
-	r.metrics = newMetrics(r.incarnation,
-		func() float64 { return float64(len(r.queue)) },
+	if cfg.SpoolDir != "" {
+		r.queue = nil
+		if err := r.openSpool(); err != nil {
+			return nil, err
+		}
+	}
+	r.metrics = newMetrics(r.incarnation, r.queueDepth,
 		func() float64 { return float64(cap(r.queue)) },
 		func() float64 { return float64(r.inFlight.Load()) },
 	)
@@ -133,6 +151,7 @@ func New(cfg Config) (*Receiver, error) {
 		return nil, err
 	}
 	r.metrics.registry.MustRegister(replayCollectors(r.replay)...)
+	r.registerSpoolMetrics()
 	r.handler = http.HandlerFunc(r.serveCallback)
 	r.admin = r.newAdminHandler()
 	return r, nil
@@ -163,6 +182,13 @@ func (r *Receiver) newAdminHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if r.spool != nil {
+			if err := r.spool.Err(); err != nil {
+				// A restart recovers the spool from disk; a failed sync cannot be retried in place.
+				http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -242,7 +268,11 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 	defer stopDelivery()
 	var workers sync.WaitGroup
 	for range r.cfg.Workers {
-		workers.Go(func() { r.worker(deliverCtx) })
+		if r.spool != nil {
+			workers.Go(func() { r.spoolWorker(deliverCtx) })
+		} else {
+			workers.Go(func() { r.worker(deliverCtx) })
+		}
 	}
 
 	serveErr := make(chan error, 2)
@@ -285,9 +315,13 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 	r.drainMu.Lock()
 	r.draining = true
 	r.drainMu.Unlock()
-	close(r.queue) // nothing is queued after draining is set, so this is safe
+	if r.spool != nil {
+		r.spool.Drain() // workers stop once they have taken every spooled event
+	} else {
+		close(r.queue) // nothing is queued after draining is set, so this is safe
+	}
 	r.log.Info("draining the delivery queue; callbacks now get 503",
-		slog.Int("queued", len(r.queue)), slog.Int64("inFlight", r.inFlight.Load()))
+		slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.inFlight.Load()))
 
 	// Keep some of the budget for the final scrape when somebody scrapes us.
 	drainDeadline := deadline
@@ -300,10 +334,18 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 	select {
 	case <-done:
 	case <-timer.C:
-		r.log.Error("shutdown timeout reached with events still undelivered; failing them",
-			slog.Int("queued", len(r.queue)), slog.Int64("inFlight", r.inFlight.Load()))
-		stopDelivery() // workers fail what is left, logging each event whole
+		if r.spool != nil {
+			r.log.Error("shutdown timeout reached with events still undelivered; they stay in the spool for the next start and are logged whole",
+				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.inFlight.Load()))
+		} else {
+			r.log.Error("shutdown timeout reached with events still undelivered; failing them",
+				slog.Int("queued", len(r.queue)), slog.Int64("inFlight", r.inFlight.Load()))
+		}
+		stopDelivery() // workers fail (or, with a spool, leave) what is left, logging each event whole
 		<-done
+		if r.spool != nil {
+			r.logLeftInSpool()
+		}
 	}
 	timer.Stop()
 
@@ -337,16 +379,26 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 	if r.decisionTransport != nil {
 		r.decisionTransport.CloseIdleConnections()
 	}
+	if r.spool != nil {
+		if err := r.spool.Close(); err != nil {
+			r.log.Error("closing the spool", slog.Any("error", err))
+		}
+	}
 
-	failed := r.failedCount.Load()
-	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", failed))
+	failed, left := r.failedCount.Load(), r.leftCount.Load()
+	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", failed),
+		slog.Int64("leftInSpool", left))
 	if fatal != nil {
 		return fatal
 	}
+	var errs []error
 	if failed > 0 {
-		return fmt.Errorf("%d accepted event(s) were neither delivered nor dead-lettered; each is logged whole", failed)
+		errs = append(errs, fmt.Errorf("%d accepted event(s) were neither delivered nor dead-lettered; each is logged whole", failed))
 	}
-	return nil
+	if left > 0 {
+		errs = append(errs, fmt.Errorf("%d accepted event(s) were not delivered before the shutdown timeout; they stay in the spool and each is logged whole", left))
+	}
+	return errors.Join(errs...)
 }
 
 func laterOf(a, b time.Time) time.Time {
@@ -370,6 +422,7 @@ func (r *Receiver) logStart(callbacks, admin net.Listener) {
 		slog.String("backoffDelay", r.cfg.BackoffDelay.String()),
 		slog.String("deliveryTimeout", r.cfg.DeliveryTimeout.String()),
 		slog.Int("queueSize", r.cfg.QueueSize),
+		slog.String("spoolDir", r.cfg.SpoolDir),
 		slog.Int("workers", r.cfg.Workers),
 		slog.Bool("authenticated", r.cfg.Token != ""),
 	}

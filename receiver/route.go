@@ -30,6 +30,9 @@ type route struct {
 	url                             *url.URL
 	label                           string // the sink label: the URL without credentials or query
 	delivered, deadLettered, failed prometheus.Counter
+	// health tells whether the sink took anything lately: with a spool, an event whose
+	// retries ran out while the sink took nothing is held, not dead-lettered (outage.go).
+	health targetHealth
 }
 
 // dispatch is what the receiver does with a command it handles: deliver it (route) or have

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
@@ -31,6 +32,9 @@ import (
 
 // defaultGCPercent is the GC target unless GOGC is set.
 const defaultGCPercent = 400
+
+// minSpoolProcs is the least GOMAXPROCS with a spool, unless GOMAXPROCS is set.
+const minSpoolProcs = 2
 
 func main() {
 	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
@@ -50,6 +54,14 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	if opts.version {
 		fmt.Fprintln(stdout, "receiver", version.Version)
 		return 0
+	}
+	if _, set := lookupEnv("GOMAXPROCS"); cfg.SpoolDir != "" && !set && runtime.GOMAXPROCS(0) < minSpoolProcs {
+		// A goroutine in fdatasync keeps its P until sysmon takes it back, which takes up to
+		// 10 ms when the runtime has been idle: with one P (a CPU limit of 1, or one CPU in
+		// the affinity mask) every handler waits for the disk. A second P runs them meanwhile;
+		// the thread in fdatasync sleeps, so the process still uses no more CPU than the load
+		// needs. GOMAXPROCS in the environment still wins.
+		runtime.GOMAXPROCS(minSpoolProcs)
 	}
 	if gogc, _ := lookupEnv("GOGC"); gogc == "" {
 		// The live heap is small (mostly the queue) while every callback allocates a few KiB

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +45,8 @@ func TestFlagsDefaults(t *testing.T) {
 		cfg.Retry != 3 || cfg.BackoffPolicy != "exponential" ||
 		cfg.BackoffDelay != 200*time.Millisecond || cfg.DeliveryTimeout != time.Second || cfg.QueueSize != 10000 ||
 		cfg.MaxBodyBytes != 1<<20 || cfg.MaxBodyBytesInFlight != 16<<20 || cfg.ReplayWindowSize != 100000 || cfg.MaxClockSkew != time.Minute || cfg.Listen != ":8080" || cfg.AdminListen != ":9090" ||
-		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version {
+		cfg.ShutdownDelay != 5*time.Second || cfg.ShutdownTimeout != 25*time.Second || cfg.Token != "" || opts.version ||
+		cfg.SpoolDir != "" || cfg.SpoolMaxBytes != 1<<30 {
 		t.Errorf("defaults differ from the contract: %+v", cfg)
 	}
 }
@@ -52,7 +55,8 @@ func TestFlagsAll(t *testing.T) {
 	cfg, _, err := parseFlags(strings.Fields(`--sdkappid=7 --path=/cb --commands=Sns.CallbackFriendAdd,,Sns.CallbackFriendDelete
 		--sink=https://sink.example/e --dead-letter-sink=http://dlq --retry=0 --backoff-policy=linear --backoff-delay=1s
 		--delivery-timeout=3s --queue-size=5 --workers=2 --max-body-bytes=2Ki --max-body-bytes-in-flight=1Mi --replay-window-size=-1 --max-clock-skew=30s --listen=:1 --admin-listen=:2
-		--tls-cert-file=c --tls-key-file=k --shutdown-delay=0s --shutdown-timeout=9s --log-level=debug`), io.Discard)
+		--tls-cert-file=c --tls-key-file=k --shutdown-delay=0s --shutdown-timeout=9s --log-level=debug
+		--spool-dir=/var/spool/imcallback --spool-max-bytes=2Gi`), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +64,8 @@ func TestFlagsAll(t *testing.T) {
 		cfg.Sink != "https://sink.example/e" || cfg.DeadLetterSink != "http://dlq" || cfg.Retry != 0 || cfg.BackoffPolicy != "linear" ||
 		cfg.BackoffDelay != time.Second || cfg.DeliveryTimeout != 3*time.Second || cfg.QueueSize != 5 || cfg.Workers != 2 ||
 		cfg.MaxBodyBytes != 2048 || cfg.MaxBodyBytesInFlight != 1<<20 || cfg.ReplayWindowSize != -1 || cfg.MaxClockSkew != 30*time.Second || cfg.Listen != ":1" || cfg.AdminListen != ":2" ||
-		cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.ShutdownDelay != 0 || cfg.ShutdownTimeout != 9*time.Second {
+		cfg.TLSCertFile != "c" || cfg.TLSKeyFile != "k" || cfg.ShutdownDelay != 0 || cfg.ShutdownTimeout != 9*time.Second ||
+		cfg.SpoolDir != "/var/spool/imcallback" || cfg.SpoolMaxBytes != 2<<30 {
 		t.Errorf("flags not applied: %+v", cfg)
 	}
 }
@@ -143,6 +148,7 @@ type process struct {
 	mu       sync.Mutex
 	logs     bytes.Buffer
 	listen   chan string
+	admin    atomic.Value // the admin address, once started
 	exitCode chan int
 }
 
@@ -172,8 +178,9 @@ func startProcess(t *testing.T, env []string, args ...string) *process {
 			p.mu.Lock()
 			p.logs.WriteString(line + "\n")
 			p.mu.Unlock()
-			var l struct{ Msg, Listen string }
+			var l struct{ Msg, Listen, AdminListen string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "receiver starting" {
+				p.admin.Store(l.AdminListen)
 				p.listen <- l.Listen
 			}
 		}
@@ -366,5 +373,292 @@ func TestProcessRoutesAndDecides(t *testing.T) {
 	}
 	if len(got) != 0 {
 		t.Errorf("archive got more: %s", <-got)
+	}
+}
+
+// spoolSink records what a sink took, by body, with the CloudEvent ids it came with.
+type spoolSink struct {
+	*httptest.Server
+	mu    sync.Mutex
+	taken map[string][]string // body -> ids, one per delivery
+	delay time.Duration
+	down  bool
+}
+
+func newSpoolSink(t *testing.T) *spoolSink {
+	s := &spoolSink{taken: map[string][]string{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		delay, down := s.delay, s.down
+		s.mu.Unlock()
+		time.Sleep(delay)
+		if down {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		s.mu.Lock()
+		s.taken[string(b)] = append(s.taken[string(b)], r.Header.Get("Ce-Id"))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *spoolSink) set(down bool, delay time.Duration) {
+	s.mu.Lock()
+	s.down, s.delay = down, delay
+	s.mu.Unlock()
+}
+
+func spoolBody(i int) string {
+	return `{"CallbackCommand":"Sns.CallbackBlackListDelete","PairList":[{"From_Account":"a","To_Account":"u` + itoa(int64(i)) + `"}]}`
+}
+
+// loadUntilKilled posts distinct callbacks from 16 connections and SIGKILLs the receiver once
+// killAfter of them got 200 OK; it returns the bodies that got 200 OK.
+func loadUntilKilled(t *testing.T, p *process, addr string, killAfter int) map[string]bool {
+	t.Helper()
+	var mu sync.Mutex
+	ok := map[string]bool{}
+	var killed sync.Once
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(n.Add(1))
+				if i > 20*killAfter {
+					return
+				}
+				body := spoolBody(i)
+				resp, err := client.Post("http://"+addr+"/im/callback?SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete",
+					"application/json", strings.NewReader(body))
+				if err != nil {
+					return // killed
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					continue
+				}
+				mu.Lock()
+				ok[body] = true
+				enough := len(ok) >= killAfter
+				mu.Unlock()
+				if enough {
+					killed.Do(func() { _ = p.cmd.Process.Signal(syscall.SIGKILL) })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case <-p.exitCode:
+	case <-time.After(10 * time.Second):
+		t.Fatal("receiver not killed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ok) < killAfter {
+		t.Fatalf("only %d callbacks answered OK before the load ended", len(ok))
+	}
+	return ok
+}
+
+// checkAllArrived waits until every body that got 200 OK reached the sink, then checks that
+// none arrived more often than allowed and every arrival carried the body's id.
+func checkAllArrived(t *testing.T, s *spoolSink, ok map[string]bool, maxDuplicates int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s.mu.Lock()
+		missing := 0
+		for b := range ok {
+			if len(s.taken[b]) == 0 {
+				missing++
+			}
+		}
+		s.mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d callbacks answered OK never reached the sink", missing, len(ok))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dups := 0
+	for b, ids := range s.taken {
+		want := receiver.EventID("1400000001", "Sns.CallbackBlackListDelete", []byte(b))
+		for _, id := range ids {
+			if id != want {
+				t.Errorf("body %s arrived with id %s, want %s", b, id, want)
+			}
+		}
+		dups += len(ids) - 1
+	}
+	if dups > maxDuplicates {
+		t.Errorf("%d duplicate deliveries, at most %d allowed (events delivered but not yet marked done at the kill)", dups, maxDuplicates)
+	}
+	t.Logf("%d callbacks answered OK all arrived; %d duplicates", len(ok), dups)
+}
+
+// TestProcessSIGKILLSinkDown: the sink is down while the receiver takes callbacks; SIGKILL;
+// a receiver started on the same spool delivers every callback that got 200 OK, once.
+func TestProcessSIGKILLSinkDown(t *testing.T) {
+	s := newSpoolSink(t)
+	s.set(true, 0)
+	dir := t.TempDir()
+	p := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi")
+	ok := loadUntilKilled(t, p, p.addr(t), 400)
+	s.set(false, 0)
+	again := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi")
+	again.addr(t)
+	checkAllArrived(t, s, ok, 0)
+	if code := again.terminate(t); code != 0 {
+		t.Fatalf("exit %d after delivering the spool:\n%s", code, again.log())
+	}
+	if !strings.Contains(again.log(), `"msg":"spool opened; events found there are delivered first"`) {
+		t.Errorf("no start line about the spool:\n%s", again.log())
+	}
+}
+
+// TestProcessSIGKILLSlowSink: the sink is slow, so events are being delivered when the
+// receiver is SIGKILLed; after a restart on the same spool every callback that got 200 OK
+// has arrived, and only events between delivery and removal at the kill twice: those in
+// delivery (one per worker) and those whose done-mark was not written yet (as many again
+// is far more than a millisecond of deliveries).
+func TestProcessSIGKILLSlowSink(t *testing.T) {
+	s := newSpoolSink(t)
+	s.set(false, 20*time.Millisecond)
+	dir := t.TempDir()
+	const workers = 8
+	p := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--workers="+itoa(workers))
+	ok := loadUntilKilled(t, p, p.addr(t), 600)
+	s.set(false, 0)
+	again := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--workers="+itoa(workers))
+	again.addr(t)
+	checkAllArrived(t, s, ok, 2*workers)
+	if code := again.terminate(t); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, again.log())
+	}
+}
+
+// metric reads one sample from the process's /metrics.
+func (p *process) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin.Load().(string) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s not in /metrics", name)
+	return 0
+}
+
+// TestProcessSinkOutage: the sink is down far longer than retries and backoff last; the
+// receiver keeps accepting, holds one event per worker in memory and the rest on disk,
+// dead-letters and fails nothing, and delivers everything once the sink is back, then exits 0.
+func TestProcessSinkOutage(t *testing.T) {
+	s := newSpoolSink(t)
+	s.set(true, 0)
+	dlq := newSpoolSink(t)
+	const workers = 8
+	// Linear backoff from 1 ms keeps the delays of a test-long outage short, so the held events
+	// notice the sink's return within a fraction of a second.
+	p := startProcess(t, nil, "--sink="+s.URL, "--dead-letter-sink="+dlq.URL, "--spool-dir="+t.TempDir(),
+		"--spool-max-bytes=64Mi", "--workers="+itoa(workers), "--backoff-policy=linear")
+	addr := p.addr(t)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	defer client.CloseIdleConnections()
+	send := func(from, to int) {
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		next.Store(int64(from))
+		for range 16 {
+			wg.Go(func() {
+				for i := int(next.Add(1)) - 1; i < to; i = int(next.Add(1)) - 1 {
+					resp, err := client.Post("http://"+addr+"/im/callback?SdkAppid=1400000001&CallbackCommand=Sns.CallbackBlackListDelete",
+						"application/json", strings.NewReader(spoolBody(i)))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						t.Errorf("callback %d: %d", i, resp.StatusCode)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	const n = 4000
+	send(0, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for p.metric(t, "imcallback_deliveries_held") != workers {
+		if time.Now().After(deadline) {
+			t.Fatalf("workers do not hold their events: %v held", p.metric(t, "imcallback_deliveries_held"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := p.metric(t, "imcallback_spool_events"); got != n {
+		t.Errorf("imcallback_spool_events = %v during the outage, want %d", got, n)
+	}
+	// In memory: the events the workers hold; the backlog waits on disk.
+	if got := p.metric(t, "imcallback_deliveries_in_flight"); got != workers {
+		t.Errorf("imcallback_deliveries_in_flight = %v, want %d (one per worker)", got, workers)
+	}
+	if got := p.metric(t, "imcallback_queue_depth"); got != n-workers {
+		t.Errorf("imcallback_queue_depth = %v, want %d waiting in the spool", got, n-workers)
+	}
+	for _, m := range []string{`imcallback_events_total{result="dead_lettered"}`, `imcallback_events_total{result="failed"}`} {
+		if got := p.metric(t, m); got != 0 {
+			t.Errorf("%s = %v during the outage", m, got)
+		}
+	}
+	s.set(false, 0)
+	ok := map[string]bool{}
+	for i := range n {
+		ok[spoolBody(i)] = true
+	}
+	checkAllArrived(t, s, ok, 0)
+	dlq.mu.Lock()
+	if len(dlq.taken) != 0 {
+		t.Errorf("%d events dead-lettered", len(dlq.taken))
+	}
+	dlq.mu.Unlock()
+	// Scraped before, the receiver waits for a scrape after its drain, as the manager makes.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case code := <-p.exitCode:
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, p.log())
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+			if resp, err := http.Get("http://" + p.admin.Load().(string) + "/metrics"); err == nil {
+				resp.Body.Close()
+			}
+		}
 	}
 }

@@ -35,14 +35,18 @@ const (
 	// FlagReplayWindowSize bounds how many accepted callbacks are remembered to recognise
 	// exact replays.
 	FlagReplayWindowSize = "replay-window-size"
-	FlagMaxClockSkew     = "max-clock-skew"
-	FlagListen           = "listen"
-	FlagAdminListen      = "admin-listen"
-	FlagTLSCertFile      = "tls-cert-file"
-	FlagTLSKeyFile       = "tls-key-file"
-	FlagShutdownDelay    = "shutdown-delay"
-	FlagShutdownTimeout  = "shutdown-timeout"
-	FlagLogLevel         = "log-level"
+	// FlagSpoolDir is where accepted callbacks are made durable before their OK.
+	FlagSpoolDir = "spool-dir"
+	// FlagSpoolMaxBytes bounds the spool's files.
+	FlagSpoolMaxBytes   = "spool-max-bytes"
+	FlagMaxClockSkew    = "max-clock-skew"
+	FlagListen          = "listen"
+	FlagAdminListen     = "admin-listen"
+	FlagTLSCertFile     = "tls-cert-file"
+	FlagTLSKeyFile      = "tls-key-file"
+	FlagShutdownDelay   = "shutdown-delay"
+	FlagShutdownTimeout = "shutdown-timeout"
+	FlagLogLevel        = "log-level"
 
 	// FlagRoute (repeatable) is CMD[,CMD...]=URL: after-callbacks of those commands go to
 	// URL instead of FlagSink, with the same delivery settings; see RouteValue.
@@ -91,6 +95,8 @@ const (
 	DefaultShutdownDelay   = 5 * time.Second
 	DefaultShutdownTimeout = 25 * time.Second
 	DefaultDecisionTimeout = time.Second
+	// DefaultSpoolMaxBytes bounds the spool's files.
+	DefaultSpoolMaxBytes   = 1 << 30
 	DefaultDecisionFailure = DecisionFailureAllow
 )
 
