@@ -41,7 +41,7 @@ type pod struct {
 	done     chan error
 }
 
-func startPod(t *testing.T, name, ip string, adminPort int, sink string) *pod {
+func startPod(t *testing.T, name, ip string, adminPort int, sink string, configure ...func(*receiver.Config)) *pod {
 	t.Helper()
 	cfg := receiver.DefaultConfig()
 	cfg.SdkAppID = 1400000001
@@ -51,6 +51,9 @@ func startPod(t *testing.T, name, ip string, adminPort int, sink string) *pod {
 	cfg.ShutdownDelay = 50 * time.Millisecond
 	cfg.ShutdownTimeout = 20 * time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, c := range configure {
+		c(&cfg)
+	}
 	r, err := receiver.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -96,7 +97,8 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 	c, err := ctrl.NewControllerManagedBy(mgr).
 		Named("callbackreceiver").
 		For(&cbv1.CallbackReceiver{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+			spoolFullChanged()))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ServiceAccount{}).
@@ -116,6 +118,21 @@ func (r *CallbackReceiverReconciler) SetupWithManager(mgr ctrl.Manager, workers 
 		{Kind: "Service"}: true, // watched above
 	}}
 	return nil
+}
+
+// spoolFullChanged passes the status updates the counts controller makes when a spool fills
+// up or has room again: the SpoolReady condition follows them.
+func spoolFullChanged() predicate.Predicate {
+	full := func(o client.Object) bool {
+		cr, ok := o.(*cbv1.CallbackReceiver)
+		return ok && cr.Status.Spool != nil && cr.Status.Spool.FullPods > 0
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return full(e.ObjectOld) != full(e.ObjectNew) },
+	}
 }
 
 func sinkKey(gk schema.GroupKind) func(client.Object) string {

@@ -97,6 +97,7 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 		sinkCondition(&st, f.SinkProblem),
 		decisionsCondition(cr, f),
 		imageCondition(cr, f),
+		spoolCondition(cr),
 		availableCondition(cr, f.Deployment),
 		exposed,
 	}
@@ -217,6 +218,23 @@ func imageCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {
 	default:
 		c.Reason = cbv1.ReasonOperatorImage
 		c.Message = fmt.Sprintf("Receivers run the operator's image %s.", f.Image)
+	}
+	return c
+}
+
+// spoolCondition reads what the counts controller last wrote of the pods' spools.
+func spoolCondition(cr *cbv1.CallbackReceiver) metav1.Condition {
+	c := metav1.Condition{Type: cbv1.ConditionSpoolReady, Status: metav1.ConditionTrue}
+	switch sp := cr.Status.Spool; {
+	case !resources.SpoolEnabled(cr):
+		c.Reason = cbv1.ReasonSpoolDisabled
+		c.Message = "spec.spool.type is None: accepted callbacks wait for delivery in memory, so a receiver killed without warning (an OOM kill, a node failure) loses those not yet delivered."
+	case sp != nil && sp.FullPods > 0:
+		c.Status, c.Reason = metav1.ConditionFalse, cbv1.ReasonSpoolFull
+		c.Message = fmt.Sprintf("The spool of %d receiver pod(s) is 90%% full or more: at full they answer callbacks with 503. The sink has not taken events for long: see SinkResolved, the receivers' logs and imcallback_deliveries_held; fix the sink, or raise spec.spool.sizeLimit.", sp.FullPods)
+	default:
+		c.Reason = cbv1.ReasonSpoolHasRoom
+		c.Message = "Accepted callbacks are kept on disk until delivered; status.spool shows how many wait."
 	}
 	return c
 }

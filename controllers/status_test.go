@@ -70,6 +70,8 @@ const (
 
 	msgDecisionMissing = "spec.decisions[0].subscriber: Service chat/moderator does not exist: create it, or point spec.decisions[0].subscriber.ref at an existing one. Meanwhile its callbacks are answered by the failure policy (Reject)."
 
+	msgSpoolFull = "The spool of 1 receiver pod(s) is 90% full or more: at full they answer callbacks with 503. The sink has not taken events for long: see SinkResolved, the receivers' logs and imcallback_deliveries_held; fix the sink, or raise spec.spool.sizeLimit."
+
 	msgImageNotAllowed = "spec.image registry.example.com/mine:v2 is not used: this operator runs receivers only from its own image " + statusImage + ", because an image of one's choice could read the token Secret. Remove spec.image, or have the operator's administrator start the manager with --allow-image-override."
 )
 
@@ -143,6 +145,19 @@ func TestComputeStatus(t *testing.T) {
 		}, nil, map[string]cond{
 			cbv1.ConditionCommandsRecognized: {metav1.ConditionFalse, cbv1.ReasonBeforeCallbackForwarded,
 				"1 before-callback forwarded, so answered OK at once without a decision: Group.CallbackBeforeSendMsg; list them in spec.decisions to decide them."},
+		}},
+		{"a spool with room", nil, nil, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolHasRoom, "Accepted callbacks are kept on disk until delivered; status.spool shows how many wait."},
+		}},
+		{"no spool: said, and not a reason to be unready", func(cr *cbv1.CallbackReceiver) { cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolNone} }, nil, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolDisabled, "spec.spool.type is None: accepted callbacks wait for delivery in memory, so a receiver killed without warning (an OOM kill, a node failure) loses those not yet delivered."},
+			cbv1.ConditionReady:      {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"a full spool", func(cr *cbv1.CallbackReceiver) {
+			cr.Status.Spool = &cbv1.SpoolStatus{Events: 900000, Bytes: 1 << 30, FullPods: 1}
+		}, nil, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionFalse, cbv1.ReasonSpoolFull, msgSpoolFull},
+			cbv1.ConditionReady:      {metav1.ConditionFalse, cbv1.ReasonSpoolFull, msgSpoolFull},
 		}},
 		{"no decisions", nil, nil, map[string]cond{
 			cbv1.ConditionDecisionsResolved: {metav1.ConditionTrue, cbv1.ReasonNoDecisions, "No decision services: before-callbacks are answered OK (allowed) unless spec.commands or spec.routes forward them."},
@@ -221,8 +236,8 @@ func TestComputeStatus(t *testing.T) {
 					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
 				}
 			}
-			if len(st.Conditions) != 9 {
-				t.Errorf("%d conditions, want 9", len(st.Conditions))
+			if len(st.Conditions) != 10 {
+				t.Errorf("%d conditions, want 10", len(st.Conditions))
 			}
 		})
 	}

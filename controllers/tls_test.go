@@ -83,10 +83,10 @@ func TestTLSSecretLaterThenRenewedThenBroken(t *testing.T) {
 	expectTLS(g, ns, metav1.ConditionTrue, cbv1.ReasonCertificateFound, "DNS names blacklist."+ns+".svc, im.example.com")
 	d := get(g, ns, cr.Name, &appsv1.Deployment{})
 	pod := d.Spec.Template.Spec
-	g.Expect(pod.Volumes).To(ConsistOf(corev1.Volume{Name: resources.TLSVolumeName, VolumeSource: corev1.VolumeSource{
+	g.Expect(pod.Volumes).To(ContainElement(corev1.Volume{Name: resources.TLSVolumeName, VolumeSource: corev1.VolumeSource{
 		Secret: &corev1.SecretVolumeSource{SecretName: tlsSecretName, DefaultMode: new(int32(0o440))},
 	}}))
-	g.Expect(container(d).VolumeMounts).To(ConsistOf(corev1.VolumeMount{Name: resources.TLSVolumeName, MountPath: resources.TLSMountPath, ReadOnly: true}))
+	g.Expect(container(d).VolumeMounts).To(ContainElement(corev1.VolumeMount{Name: resources.TLSVolumeName, MountPath: resources.TLSMountPath, ReadOnly: true}))
 	g.Expect(*pod.SecurityContext.FSGroup).To(Equal(resources.RunAsUser))
 	g.Expect([]string{arg(d, "tls-cert-file"), arg(d, "tls-key-file")}).To(Equal([]string{resources.TLSCertFile, resources.TLSKeyFile}))
 	svc := get(g, ns, cr.Name, &corev1.Service{})
@@ -203,7 +203,7 @@ func TestReceiverPodPassesTheRestrictedStandard(t *testing.T) {
 	must(t, k8sClient.Create(ctx, cr))
 	waitForDeployment(g, cr)
 	d := get(g, ns, cr.Name, &appsv1.Deployment{})
-	g.Expect(d.Spec.Template.Spec.Volumes).To(HaveLen(1))
+	g.Expect(d.Spec.Template.Spec.Volumes).To(HaveLen(2)) // the TLS Secret and the spool's emptyDir
 
 	pod := func(name string) *corev1.Pod {
 		return &corev1.Pod{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imcallback/callback-operator/receiver/contract"
 	"github.com/imcallback/callback-operator/receiver/spool"
 )
 
@@ -268,15 +269,15 @@ func (r *Receiver) registerSpoolMetrics() {
 	}
 	r.metrics.registry.MustRegister(replayed, damaged,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "imcallback_spool_bytes",
+			Name: contract.MetricSpoolBytes,
 			Help: "Bytes of the spool's files.",
 		}, stat((*spool.Spool).Bytes)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "imcallback_spool_events",
+			Name: contract.MetricSpoolEvents,
 			Help: "Accepted events in the spool: waiting for delivery or being delivered.",
 		}, stat((*spool.Spool).Events)),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "imcallback_spool_max_bytes",
+			Name: contract.MetricSpoolMaxBytes,
 			Help: "Bound of the spool's files (--spool-max-bytes); 0 without a spool.",
 		}, func() float64 {
 			if r.spool == nil {

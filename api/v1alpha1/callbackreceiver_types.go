@@ -105,6 +105,13 @@ type CallbackReceiverSpec struct {
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
+	// Spool keeps every accepted callback on disk, synced before its OK, until it is
+	// delivered: by default on an emptyDir of 1Gi, so a receiver container that crashes or
+	// is OOM-killed loses nothing once it answered OK.
+	// +optional
+	// +kubebuilder:default={}
+	Spool *SpoolSpec `json:"spool,omitempty"`
+
 	// Service configures the Service in front of the receiver pods.
 	// +optional
 	// +kubebuilder:default={}
@@ -415,6 +422,11 @@ type CallbackReceiverStatus struct {
 	// +optional
 	Selector string `json:"selector,omitempty"`
 
+	// Spool is what the receiver pods' spools hold, from their last scrape; absent without
+	// a spool.
+	// +optional
+	Spool *SpoolStatus `json:"spool,omitempty"`
+
 	// Counts are the exact totals of callbacks and events processed.
 	// +optional
 	// +kubebuilder:default={}
@@ -447,6 +459,7 @@ type CallbackReceiverStatus struct {
 // +kubebuilder:printcolumn:name="Sink",type=string,priority=1,JSONPath=`.status.sinkURI`
 // +kubebuilder:printcolumn:name="Callback URL",type=string,priority=1,JSONPath=`.status.callbackURL`
 // +kubebuilder:printcolumn:name="Decided",type=integer,priority=1,JSONPath=`.status.counts.decided`
+// +kubebuilder:printcolumn:name="Waiting",type=integer,priority=1,JSONPath=`.status.spool.events`
 type CallbackReceiver struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -25,6 +25,9 @@ const (
 	// ConditionImageResolved is True when the receiver runs the image the spec asks for: the
 	// operator's own, or spec.image where the operator allows overrides.
 	ConditionImageResolved = "ImageResolved"
+	// ConditionSpoolReady is True when the receivers' spools have room (or there is no
+	// spool: reason SpoolDisabled); False while a pod's spool is (nearly) full.
+	ConditionSpoolReady = "SpoolReady"
 	// ConditionAvailable is True when the receiver's Deployment has ready pods.
 	ConditionAvailable = "Available"
 	// ConditionTLSResolved is True when the receiver serves HTTPS with a usable certificate
@@ -89,6 +92,13 @@ const (
 	ReasonUnknownCommand          = "UnknownCommand"
 	ReasonBeforeCallbackForwarded = "BeforeCallbackForwarded"
 	ReasonAfterCallbackDecided    = "AfterCallbackDecided"
+)
+
+// Reasons of the SpoolReady condition.
+const (
+	ReasonSpoolHasRoom  = "SpoolHasRoom"
+	ReasonSpoolDisabled = "SpoolDisabled"
+	ReasonSpoolFull     = "SpoolFull"
 )
 
 // Reasons of the Available condition.

@@ -127,6 +127,7 @@ func TestPrinterColumns(t *testing.T) {
 		URL:           "http://blacklist." + ns + ".svc.cluster.local/im/callback",
 		SinkURI:       "http://moderation.chat.svc.cluster.local/events",
 		CallbackURL:   "https://im.example.com/im/callback",
+		Spool:         &cbv1.SpoolStatus{Events: 42, Bytes: 1 << 20},
 		Counts:        cbv1.Counts{Received: 10, Accepted: 6, Rejected: 1, Decided: 3, Delivered: 5, Failed: 1},
 	}
 	meta.SetStatusCondition(&cr.Status.Conditions, metav1.Condition{
@@ -142,7 +143,7 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Callback URL", "Decided"}
+	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Callback URL", "Decided", "Waiting"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("columns = %v, want %v", names, wantNames)
 	}
@@ -155,7 +156,7 @@ func TestPrinterColumns(t *testing.T) {
 	if !reflect.DeepEqual(cells[:7], want) {
 		t.Fatalf("row = %v, want it to start with %v", cells, want)
 	}
-	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI || cells[10] != cr.Status.CallbackURL || cells[11] != float64(3) {
+	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI || cells[10] != cr.Status.CallbackURL || cells[11] != float64(3) || cells[12] != float64(42) {
 		t.Fatalf("wide columns = %v", cells[8:])
 	}
 }

@@ -58,7 +58,10 @@ type Reconciler struct {
 type tracked struct {
 	uid   types.UID
 	state State
-	dirty bool // folded but not yet written
+	// spool is each live pod's last spool reading; spoolStatus their sum, as last written.
+	spool       map[string]SpoolReading
+	spoolStatus *cbv1.SpoolStatus
+	dirty       bool // folded but not yet written
 }
 
 // SetupWithManager registers the scraper: it runs on the leader only, like every
@@ -120,8 +123,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if !reflect.DeepEqual(next, t.state) {
 		t.state, t.dirty = next, true
 	}
+	if sp := t.foldSpool(snap); !reflect.DeepEqual(sp, t.spoolStatus) {
+		t.spoolStatus, t.dirty = sp, true
+	}
 	if t.dirty {
-		if err := r.write(ctx, cr, t.state); err != nil {
+		if err := r.write(ctx, cr, t.state, t.spoolStatus); err != nil {
 			return reconcile.Result{}, err
 		}
 		t.dirty = false
@@ -148,7 +154,7 @@ func (r *Reconciler) tracked(key types.NamespacedName, cr *cbv1.CallbackReceiver
 		if len(incs) == 0 {
 			incs = nil
 		}
-		t = &tracked{uid: cr.UID, state: State{Total: cr.Status.Counts, Incarnations: incs}}
+		t = &tracked{uid: cr.UID, state: State{Total: cr.Status.Counts, Incarnations: incs}, spool: map[string]SpoolReading{}, spoolStatus: cr.Status.Spool}
 		r.state[key] = t
 	}
 	return t
@@ -204,12 +210,12 @@ func (r *Reconciler) scrapeAll(ctx context.Context, targets []target) []Observat
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			inc, c, err := r.scrape(ctx, tg.addr)
+			rd, err := r.scrape(ctx, tg.addr)
 			if err != nil {
 				log.FromContext(ctx).V(1).Info("scrape failed; the pod is read again later", "pod", tg.pod, "address", tg.addr, "error", err.Error())
 				return
 			}
-			obs[i], ok[i] = Observation{Pod: tg.pod, Incarnation: inc, Counts: c}, true
+			obs[i], ok[i] = Observation{Pod: tg.pod, Incarnation: rd.Incarnation, Counts: rd.Counts, Spool: rd.Spool}, true
 		}()
 	}
 	wg.Wait()
@@ -222,34 +228,66 @@ func (r *Reconciler) scrapeAll(ctx context.Context, targets []target) []Observat
 	return out
 }
 
-func (r *Reconciler) scrape(ctx context.Context, addr string) (string, cbv1.Counts, error) {
+func (r *Reconciler) scrape(ctx context.Context, addr string) (Reading, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return "", cbv1.Counts{}, err
+		return Reading{}, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := r.HTTP.Do(req)
 	if err != nil {
-		return "", cbv1.Counts{}, err
+		return Reading{}, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return "", cbv1.Counts{}, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return Reading{}, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	return Parse(io.LimitReader(resp.Body, maxMetricsBytes))
 }
 
-// write replaces status.counts and status.incarnations with a merge patch. It carries no
-// resourceVersion: this controller is their only writer, and the main reconciler's status
-// writes touch other fields.
-func (r *Reconciler) write(ctx context.Context, cr *cbv1.CallbackReceiver, s State) error {
-	// No live incarnation: null removes the list.
-	var incs any
+// foldSpool keeps each answering pod's spool reading (a pod that did not answer keeps its
+// last one, a pod that left is dropped) and returns their sum; nil when no pod has a spool.
+func (t *tracked) foldSpool(snap Snapshot) *cbv1.SpoolStatus {
+	for pod := range t.spool {
+		if !snap.Pods[pod] {
+			delete(t.spool, pod)
+		}
+	}
+	for _, o := range snap.Observations {
+		if o.Spool == nil {
+			delete(t.spool, o.Pod)
+		} else {
+			t.spool[o.Pod] = *o.Spool
+		}
+	}
+	if len(t.spool) == 0 {
+		return nil
+	}
+	out := &cbv1.SpoolStatus{}
+	for _, s := range t.spool {
+		out.Events += s.Events
+		out.Bytes += s.Bytes
+		if s.Full() {
+			out.FullPods++
+		}
+	}
+	return out
+}
+
+// write replaces status.counts, status.incarnations and status.spool with a merge patch. It
+// carries no resourceVersion: this controller is their only writer, and the main
+// reconciler's status writes touch other fields.
+func (r *Reconciler) write(ctx context.Context, cr *cbv1.CallbackReceiver, s State, spool *cbv1.SpoolStatus) error {
+	// No live incarnation, no spool: null removes the field.
+	var incs, sp any
 	if len(s.Incarnations) > 0 {
 		incs = s.Incarnations
 	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{"counts": s.Total, "incarnations": incs}})
+	if spool != nil {
+		sp = spool
+	}
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{"counts": s.Total, "incarnations": incs, "spool": sp}})
 	if err != nil {
 		return err
 	}

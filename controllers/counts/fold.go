@@ -18,6 +18,8 @@ type Observation struct {
 	Incarnation string
 	// Counts it reported: its counters since it started.
 	Counts cbv1.Counts
+	// Spool is its spool's reading; nil without a spool.
+	Spool *SpoolReading
 }
 
 // Snapshot is one round of scrapes of a receiver's endpoints.

@@ -33,19 +33,19 @@ func TestFold(t *testing.T) {
 		{
 			name: "a new incarnation adds all it counted",
 			in:   State{Total: c(10, 10)},
-			snap: Snapshot{Pods: pods("a"), Observations: []Observation{{"a", "i1", c(3, 2)}}},
+			snap: Snapshot{Pods: pods("a"), Observations: []Observation{{Pod: "a", Incarnation: "i1", Counts: c(3, 2)}}},
 			want: State{Total: c(13, 12), Incarnations: []cbv1.IncarnationCounts{inc("i1", "a", c(3, 2))}},
 		},
 		{
 			name: "a known incarnation adds what it counted since it was last read",
 			in:   State{Total: c(13, 12), Incarnations: []cbv1.IncarnationCounts{inc("i1", "a", c(3, 2))}},
-			snap: Snapshot{Pods: pods("a"), Observations: []Observation{{"a", "i1", c(5, 5)}}},
+			snap: Snapshot{Pods: pods("a"), Observations: []Observation{{Pod: "a", Incarnation: "i1", Counts: c(5, 5)}}},
 			want: State{Total: c(15, 15), Incarnations: []cbv1.IncarnationCounts{inc("i1", "a", c(5, 5))}},
 		},
 		{
 			name: "an older reading adds nothing",
 			in:   State{Total: c(15, 15), Incarnations: []cbv1.IncarnationCounts{inc("i1", "a", c(5, 5))}},
-			snap: Snapshot{Pods: pods("a"), Observations: []Observation{{"a", "i1", c(4, 5)}}},
+			snap: Snapshot{Pods: pods("a"), Observations: []Observation{{Pod: "a", Incarnation: "i1", Counts: c(4, 5)}}},
 			want: State{Total: c(15, 15), Incarnations: []cbv1.IncarnationCounts{inc("i1", "a", c(5, 5))}},
 		},
 		{
@@ -57,19 +57,19 @@ func TestFold(t *testing.T) {
 		{
 			name: "a pod gone from the endpoints retires its incarnation; its counts stay",
 			in:   State{Total: c(15, 15), Incarnations: []cbv1.IncarnationCounts{inc("i1", "a", c(5, 5)), inc("i2", "b", c(1, 1))}},
-			snap: Snapshot{Pods: pods("b"), Observations: []Observation{{"b", "i2", c(2, 2)}}},
+			snap: Snapshot{Pods: pods("b"), Observations: []Observation{{Pod: "b", Incarnation: "i2", Counts: c(2, 2)}}},
 			want: State{Total: c(16, 16), Incarnations: []cbv1.IncarnationCounts{inc("i2", "b", c(2, 2))}},
 		},
 		{
 			name: "a restarted container: the old incarnation retires, the new one counts from zero",
 			in:   State{Total: c(16, 16), Incarnations: []cbv1.IncarnationCounts{inc("i2", "b", c(2, 2))}},
-			snap: Snapshot{Pods: pods("b"), Observations: []Observation{{"b", "i3", c(1, 0)}}},
+			snap: Snapshot{Pods: pods("b"), Observations: []Observation{{Pod: "b", Incarnation: "i3", Counts: c(1, 0)}}},
 			want: State{Total: c(17, 16), Incarnations: []cbv1.IncarnationCounts{inc("i3", "b", c(1, 0))}},
 		},
 		{
 			name: "several pods at once, sorted by incarnation",
 			in:   State{},
-			snap: Snapshot{Pods: pods("a", "b", "c"), Observations: []Observation{{"b", "z", c(1, 1)}, {"a", "y", c(2, 2)}}},
+			snap: Snapshot{Pods: pods("a", "b", "c"), Observations: []Observation{{Pod: "b", Incarnation: "z", Counts: c(1, 1)}, {Pod: "a", Incarnation: "y", Counts: c(2, 2)}}},
 			want: State{Total: c(3, 3), Incarnations: []cbv1.IncarnationCounts{inc("y", "a", c(2, 2)), inc("z", "b", c(1, 1))}},
 		},
 		{
@@ -93,13 +93,13 @@ func TestFold(t *testing.T) {
 // what was counted since; reading the same counters twice adds nothing.
 func TestFoldAcrossAManagerRestart(t *testing.T) {
 	s := State{}
-	s = Fold(s, Snapshot{Pods: pods("a"), Observations: []Observation{{"a", "i1", c(4, 4)}}})
+	s = Fold(s, Snapshot{Pods: pods("a"), Observations: []Observation{{Pod: "a", Incarnation: "i1", Counts: c(4, 4)}}})
 	stored := s // what the old manager wrote to status before it stopped
-	restarted := Fold(stored, Snapshot{Pods: pods("a"), Observations: []Observation{{"a", "i1", c(4, 4)}}})
+	restarted := Fold(stored, Snapshot{Pods: pods("a"), Observations: []Observation{{Pod: "a", Incarnation: "i1", Counts: c(4, 4)}}})
 	if !reflect.DeepEqual(restarted, stored) {
 		t.Fatalf("reading the same counters again changed the state: %+v", restarted)
 	}
-	restarted = Fold(restarted, Snapshot{Pods: pods("a"), Observations: []Observation{{"a", "i1", c(9, 8)}}})
+	restarted = Fold(restarted, Snapshot{Pods: pods("a"), Observations: []Observation{{Pod: "a", Incarnation: "i1", Counts: c(9, 8)}}})
 	if restarted.Total != c(9, 8) {
 		t.Fatalf("total = %+v, want %+v", restarted.Total, c(9, 8))
 	}

@@ -13,21 +13,39 @@ import (
 	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
-// Parse reads a receiver's /metrics text exposition: its incarnation and its counters.
-func Parse(r io.Reader) (incarnation string, c cbv1.Counts, err error) {
+// Reading is what one scrape of a receiver says.
+type Reading struct {
+	// Incarnation is the random id of the process that answered.
+	Incarnation string
+	// Counts are its counters since it started.
+	Counts cbv1.Counts
+	// Spool is what its spool holds; nil without a spool.
+	Spool *SpoolReading
+}
+
+// SpoolReading is a receiver's spool gauges.
+type SpoolReading struct{ Events, Bytes, MaxBytes int64 }
+
+// Full tells whether the spool is at least 90% full: close to answering 503 (it does when
+// its data and two segments reach the bound).
+func (s SpoolReading) Full() bool { return s.MaxBytes > 0 && s.Bytes*10 >= s.MaxBytes*9 }
+
+// Parse reads a receiver's /metrics text exposition.
+func Parse(r io.Reader) (Reading, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
-		return "", c, fmt.Errorf("parsing metrics: %w", err)
+		return Reading{}, fmt.Errorf("parsing metrics: %w", err)
 	}
 	info := families[contract.MetricInfo]
 	if info == nil || len(info.GetMetric()) != 1 {
-		return "", c, errors.New("no single " + contract.MetricInfo + ": not a callback receiver")
+		return Reading{}, errors.New("no single " + contract.MetricInfo + ": not a callback receiver")
 	}
-	incarnation = label(info.GetMetric()[0], contract.LabelIncarnation)
-	if incarnation == "" {
-		return "", c, errors.New(contract.MetricInfo + " has no incarnation label")
+	out := Reading{Incarnation: label(info.GetMetric()[0], contract.LabelIncarnation)}
+	if out.Incarnation == "" {
+		return Reading{}, errors.New(contract.MetricInfo + " has no incarnation label")
 	}
+	c := &out.Counts
 
 	outcomes := map[string]*int64{
 		contract.OutcomeAccepted:    &c.Accepted,
@@ -47,7 +65,24 @@ func Parse(r io.Reader) (incarnation string, c cbv1.Counts, err error) {
 	for _, m := range families[contract.MetricPairs].GetMetric() {
 		c.Pairs += counter(m)
 	}
-	return incarnation, c, nil
+	if max := gauge(families[contract.MetricSpoolMaxBytes]); max > 0 {
+		out.Spool = &SpoolReading{
+			Events: gauge(families[contract.MetricSpoolEvents]), Bytes: gauge(families[contract.MetricSpoolBytes]), MaxBytes: max,
+		}
+	}
+	return out, nil
+}
+
+// gauge reads a family's only sample; 0 when there is none.
+func gauge(f *dto.MetricFamily) int64 {
+	if f == nil || len(f.GetMetric()) != 1 {
+		return 0
+	}
+	m := f.GetMetric()[0]
+	if m.GetGauge() != nil {
+		return int64(m.GetGauge().GetValue())
+	}
+	return int64(m.GetUntyped().GetValue())
 }
 
 // sum adds each sample of a family to the counter its label's value selects (unknown values

@@ -18,7 +18,13 @@ import (
 // counts in status: callbacks of every outcome go through a real receiver's handler, and
 // Parse must read back exactly what was sent.
 func TestParseReadsARealReceiver(t *testing.T) {
+	t.Run("in-memory queue", func(t *testing.T) { parseRealReceiver(t, "") })
+	t.Run("spool", func(t *testing.T) { parseRealReceiver(t, t.TempDir()) })
+}
+
+func parseRealReceiver(t *testing.T, spoolDir string) {
 	cfg := receiver.DefaultConfig()
+	cfg.SpoolDir, cfg.SpoolMaxBytes = spoolDir, 64<<20
 	cfg.SdkAppID = 1400000001
 	cfg.Path = "/im/callback"
 	cfg.Sink = "http://127.0.0.1:1/never-used" // Serve is not called: nothing is delivered
@@ -60,16 +66,38 @@ func TestParseReadsARealReceiver(t *testing.T) {
 
 	rec := httptest.NewRecorder()
 	r.AdminHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	inc, got, err := Parse(rec.Body)
+	rd, err := Parse(rec.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inc != r.Incarnation() || inc == "" {
-		t.Fatalf("incarnation %q, want %q", inc, r.Incarnation())
+	if rd.Incarnation != r.Incarnation() || rd.Incarnation == "" {
+		t.Fatalf("incarnation %q, want %q", rd.Incarnation, r.Incarnation())
 	}
 	want := cbv1.Counts{Received: 7, Accepted: 3, Rejected: 2, Ignored: 1, Duplicate: 1, Pairs: 6}
-	if got != want {
-		t.Fatalf("counts = %+v, want %+v", got, want)
+	if rd.Counts != want {
+		t.Fatalf("counts = %+v, want %+v", rd.Counts, want)
+	}
+	switch {
+	case spoolDir == "" && rd.Spool != nil:
+		t.Fatalf("a spool reading without a spool: %+v", rd.Spool)
+	case spoolDir != "" && (rd.Spool == nil || rd.Spool.Events != 3 || rd.Spool.Bytes <= 0 || rd.Spool.MaxBytes != 64<<20 || rd.Spool.Full()):
+		t.Fatalf("spool reading %+v, want 3 events waiting in a 64 MiB spool", rd.Spool)
+	}
+}
+
+func TestSpoolFull(t *testing.T) {
+	for _, c := range []struct {
+		s    SpoolReading
+		full bool
+	}{
+		{SpoolReading{Bytes: 0, MaxBytes: 100}, false},
+		{SpoolReading{Bytes: 89, MaxBytes: 100}, false},
+		{SpoolReading{Bytes: 90, MaxBytes: 100}, true},
+		{SpoolReading{Bytes: 5, MaxBytes: 0}, false},
+	} {
+		if c.s.Full() != c.full {
+			t.Errorf("%+v: full %v", c.s, !c.full)
+		}
 	}
 }
 
@@ -80,7 +108,7 @@ func TestParseRefusesWhatIsNotAReceiver(t *testing.T) {
 		"not exposition": "<html>hello</html>\n",
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, _, err := Parse(strings.NewReader(text)); err == nil {
+			if _, err := Parse(strings.NewReader(text)); err == nil {
 				t.Fatal("parsed without error")
 			}
 		})

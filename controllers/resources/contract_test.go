@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -110,6 +111,21 @@ var contractFields = map[string]specField{
 			cr.Spec.DecisionPolicy = &cbv1.DecisionPolicy{FailurePolicy: cbv1.DecisionFailureReject}
 		},
 		check: func(c receiver.Config) bool { return c.DecisionFailure == receiver.DecisionFailureReject },
+	},
+	"spool.type": {
+		set:   func(cr *cbv1.CallbackReceiver, _ *Params) { cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir} },
+		check: func(c receiver.Config) bool { return c.SpoolDir == SpoolMountPath },
+		moves: 2,
+	},
+	"spool.sizeLimit": {
+		set: func(cr *cbv1.CallbackReceiver, _ *Params) {
+			cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir, SizeLimit: ptr.To(resource.MustParse("300Mi"))}
+		},
+		// The flag is within the emptyDir's limit; the volume carries the limit itself.
+		check: func(c receiver.Config) bool {
+			return c.SpoolDir == SpoolMountPath && c.SpoolMaxBytes == SpoolMaxBytes(resource.MustParse("300Mi"))
+		},
+		moves: 2,
 	},
 	"replicas":            {notAFlag: "the Deployment's replicas"},
 	"image":               {notAFlag: "the container's image"},
@@ -246,6 +262,7 @@ func TestEverySpecFieldIsInTheContract(t *testing.T) {
 var leafTypes = map[reflect.Type]bool{
 	reflect.TypeFor[metav1.Duration]():             true,
 	reflect.TypeFor[corev1.ResourceRequirements](): true,
+	reflect.TypeFor[resource.Quantity]():           true,
 }
 
 func specLeaves(t reflect.Type, prefix string, out map[string]bool) {

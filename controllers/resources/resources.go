@@ -246,7 +246,7 @@ func Args(cr *cbv1.CallbackReceiver, p Params) []string {
 			contract.Arg(contract.FlagTLSCertFile, TLSCertFile),
 			contract.Arg(contract.FlagTLSKeyFile, TLSKeyFile))
 	}
-	return args
+	return append(args, spoolArgs(cr)...)
 }
 
 // UnresolvedDecisionURI stands for a decision service that does not resolve: the .invalid
@@ -319,6 +319,10 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 		WithRunAsGroup(RunAsUser).
 		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
 	var volumes []*corev1ac.VolumeApplyConfiguration
+	if v, m := spoolVolume(cr); v != nil {
+		volumes = append(volumes, v)
+		container.WithVolumeMounts(m)
+	}
 	if t := cr.Spec.TLS; t != nil {
 		v, m := tlsVolume(t)
 		volumes = append(volumes, v)

@@ -18,6 +18,8 @@ import (
 	"github.com/imcallback/callback-operator/receiver/contract"
 )
 
+// base is a minimal resource without a spool (spool.type None), so that the tables below
+// pin one feature at a time; the spool has its own cases.
 func base() *cbv1.CallbackReceiver {
 	return &cbv1.CallbackReceiver{
 		ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: "chat", UID: "uid-1"},
@@ -25,6 +27,7 @@ func base() *cbv1.CallbackReceiver {
 			SdkAppID: 1400000001,
 			Path:     "/im/callback",
 			Sink:     &cbv1.Destination{URI: "http://moderation.chat.svc.cluster.local/events"},
+			Spool:    &cbv1.SpoolSpec{Type: cbv1.SpoolNone},
 		},
 	}
 }
@@ -191,6 +194,29 @@ func TestDeployment(t *testing.T) {
 			}
 			if !ServesTLS(d) {
 				t.Error("ServesTLS does not recognise the Deployment")
+			}
+		}},
+		{"the spool: an emptyDir on disk with its size limit, and the flags within it", func(cr *cbv1.CallbackReceiver) {
+			cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir, SizeLimit: ptr.To(resource.MustParse("512Mi"))}
+		}, params, func(t *testing.T, d *appsv1.Deployment) {
+			pod := d.Spec.Template.Spec
+			c := pod.Containers[0]
+			want := []corev1.Volume{{Name: SpoolVolumeName, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{
+				SizeLimit: ptr.To(resource.MustParse("512Mi")),
+			}}}}
+			if !reflect.DeepEqual(pod.Volumes, want) {
+				t.Errorf("volumes %+v", pod.Volumes)
+			}
+			if m := c.VolumeMounts; len(m) != 1 || m[0].Name != SpoolVolumeName || m[0].MountPath != "/var/spool/imcallback" || m[0].ReadOnly {
+				t.Errorf("mounts %+v", m)
+			}
+			if !*c.SecurityContext.ReadOnlyRootFilesystem {
+				t.Error("the root filesystem must stay read-only: the spool is the one writable place")
+			}
+			// 512Mi less 1% (5368709 bytes) for the lock file and directory blocks.
+			args := strings.Join(c.Args, " ")
+			if !strings.Contains(args, "--spool-dir=/var/spool/imcallback --spool-max-bytes=531502203") {
+				t.Errorf("args %q", c.Args)
 			}
 		}},
 		{"no TLS: no volume, no fsGroup", nil, params, func(t *testing.T, d *appsv1.Deployment) {

@@ -118,6 +118,12 @@ const (
 	// MetricInfo is 1, labelled with LabelIncarnation (random per process start) and version.
 	MetricInfo = "imcallback_receiver_info"
 
+	// MetricSpoolEvents, MetricSpoolBytes and MetricSpoolMaxBytes are gauges of what a
+	// receiver's spool holds and may hold (0 without a spool).
+	MetricSpoolEvents   = "imcallback_spool_events"
+	MetricSpoolBytes    = "imcallback_spool_bytes"
+	MetricSpoolMaxBytes = "imcallback_spool_max_bytes"
+
 	LabelOutcome     = "outcome"
 	LabelResult      = "result"
 	LabelIncarnation = "incarnation"
