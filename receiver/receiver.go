@@ -133,9 +133,7 @@ func New(cfg Config) (*Receiver, error) {
 	}
 	r.transport = newTransport(cfg.Workers)
 	if cfg.TLSCertFile != "" {
-		if r.certs, err = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, r.log); err != nil {
-			return nil, err
-		}
+		r.certs = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, r.log)
 	}
 	if cfg.SpoolDir != "" {
 		r.queue = nil
@@ -194,6 +192,10 @@ func (r *Receiver) newAdminHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !r.ready.Load() {
 			http.Error(w, "not ready: not serving or shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		if r.certs != nil && !r.certs.refresh() {
+			http.Error(w, "not ready: no usable TLS key pair in --tls-cert-file/--tls-key-file", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

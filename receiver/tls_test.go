@@ -111,13 +111,48 @@ func TestTLSCertificateReload(t *testing.T) {
 	eventually(t, "events delivered", func() bool { return s.count() == 3 })
 }
 
-func TestTLSMissingFiles(t *testing.T) {
-	cfg := testConfig("http://127.0.0.1:1")
-	cfg.TLSCertFile, cfg.TLSKeyFile = "/nonexistent/tls.crt", "/nonexistent/tls.key"
-	if _, err := New(cfg); err == nil {
-		t.Fatal("New accepted missing certificate files")
+// TestTLSWithoutAUsablePairWaits: a receiver (re)started while its certificate files are
+// missing or broken stays up but not ready, rather than exiting into a crash loop, and
+// serves as soon as the files hold a pair.
+func TestTLSWithoutAUsablePairWaits(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	cfg.TLSKeyFile = ""
+	s := newSink(t, nil)
+	cfg := testConfig(s.URL)
+	cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+	rr := start(t, cfg)
+	readyz := func() (int, string) {
+		resp, err := http.Get(rr.adminURL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "no usable TLS key pair") {
+		t.Fatalf("/readyz without a key pair: %d %s", code, body)
+	}
+	pool := writeCert(t, certFile, keyFile, "late")
+	eventually(t, "ready once the pair is there", func() bool { code, _ := readyz(); return code == http.StatusOK })
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Post(rr.url+testPath+"?"+signedQuery(CmdBlackListDelete), "application/json", strings.NewReader(blackListDeleteBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Subject.CommonName != "late" {
+		t.Fatalf("callback over TLS: %d", resp.StatusCode)
+	}
+	eventually(t, "event delivered", func() bool { return s.count() == 1 })
+}
+
+func TestTLSFlagsTogether(t *testing.T) {
+	cfg := testConfig("http://127.0.0.1:1")
+	cfg.TLSCertFile = "/nonexistent/tls.crt"
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "tls-cert-file and tls-key-file must be given together") {
 		t.Fatalf("New = %v", err)
 	}
