@@ -144,7 +144,7 @@ func TestTLSWithoutAUsablePairWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	if resp.StatusCode != 200 || resp.TLS.PeerCertificates[0].Subject.CommonName != "late" {
+	if resp.StatusCode != http.StatusOK || resp.TLS.PeerCertificates[0].Subject.CommonName != "late" {
 		t.Fatalf("callback over TLS: %d", resp.StatusCode)
 	}
 	eventually(t, "event delivered", func() bool { return s.count() == 1 })
