@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +162,38 @@ func waitAvailable(t *testing.T, ns, name string, n int, timeout time.Duration) 
 		return nil
 	})
 	return pods
+}
+
+// waitService waits until a Service's ClusterIP accepts connections on its first port, seen
+// from the node: kube-proxy has programmed at least one endpoint (it follows EndpointSlices
+// a moment later; until then a connection is refused). It returns the ClusterIP.
+func waitService(t *testing.T, ns, name string, timeout time.Duration) string {
+	t.Helper()
+	var addr string
+	eventually(t, timeout, fmt.Sprintf("Service %s/%s answering on its ClusterIP", ns, name), func() error {
+		svc, err := cluster.Client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		addr = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := cluster.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	host, _, _ := net.SplitHostPort(addr)
+	return host
+}
+
+// waitSink waits until a demo sink (Deployment and Service of one name) has one ready pod
+// and its Service answers.
+func waitSink(t *testing.T, ns, name string) {
+	t.Helper()
+	waitAvailable(t, ns, name, 1, time.Minute)
+	waitService(t, ns, name, time.Minute)
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -21,7 +21,7 @@ func TestReceiverCrashCountsOnce(t *testing.T) {
 	ns := newNamespace(t, "e2e-crash")
 	applyK(t, ns, samplesDir())
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	pod := rcv.pods[0]
 
 	n := 0

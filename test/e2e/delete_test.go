@@ -117,5 +117,5 @@ func TestDeleteCollectsChildren(t *testing.T) {
 	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, sampleSecret, metav1.GetOptions{}); err != nil {
 		t.Errorf("token Secret: %v", err)
 	}
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 }

@@ -28,7 +28,7 @@ func TestReceiverOOMKilledRestartsInPlace(t *testing.T) {
 - {op: add, path: /spec/resources, value: {requests: {cpu: 50m, memory: 40Mi}, limits: {memory: 40Mi}}}
 - {op: add, path: /spec/delivery, value: {retry: 20, backoffDelay: 10s}}`}}))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	pod := rcv.pods[0]
 	if got := cgroupFile(t, &pod, "receiver", "memory", "memory.limit_in_bytes"); got != fmt.Sprint(limit) {
 		t.Fatalf("memory.limit_in_bytes of the receiver's cgroup: %s, want %d", got, limit)
@@ -80,7 +80,7 @@ func TestReceiverOOMKilledRestartsInPlace(t *testing.T) {
 		return nil
 	})
 	scaleDeployment(t, ns, sampleSink, 1)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	rcv = waitReceiver(t, ns, sampleName, 1, time.Minute)
 	if rcv.pods[0].UID != pod.UID {
 		t.Fatalf("the receiver runs in pod %s now, want the same pod %s restarted", rcv.pods[0].Name, pod.Name)

@@ -23,7 +23,7 @@ func TestManagerRestartKeepsCounts(t *testing.T) {
 	ns := newNamespace(t, "e2e-restart")
 	applyK(t, ns, overlay(t, nil, []kpatch{{"CallbackReceiver", sampleName, "- {op: add, path: /spec/replicas, value: 2}"}}))
 	rcv := waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 
 	n := 0
 	send := func(k int) {
@@ -59,7 +59,7 @@ func TestManagerPodDeletedDuringTraffic(t *testing.T) {
 	ns := newNamespace(t, "e2e-mgrdelete")
 	applyK(t, ns, overlay(t, nil, []kpatch{{"CallbackReceiver", sampleName, "- {op: add, path: /spec/replicas, value: 2}"}}))
 	rcv := waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	ensureManager(t)
 	old := managerPods(t)
 	if len(old) != 1 {

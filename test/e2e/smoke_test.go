@@ -244,10 +244,9 @@ func TestLocalClusterUnknownImage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ns := newNamespace(t, "smoke-image")
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "nope"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/nothing:1"}}},
-	}
+	spec := podappSpec(nil).Spec
+	spec.Containers[0].Name, spec.Containers[0].Image = "c", "registry.invalid/nothing:1"
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nope"}, Spec: spec}
 	if _, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -229,10 +229,12 @@ var hostPaths = []string{
 	"/run/containerd/s", "/run/containerd",
 }
 
-// hostState is what the first cluster found on the host.
+// hostState is what the first cluster found on the host, and which clusters (slots) changed
+// it since: the last of them to stop restores it.
 type hostState struct {
 	Sysctls map[string]string `json:"sysctls"`
 	Absent  []string          `json:"absent"`
+	Users   []int             `json:"users"`
 }
 
 var (
@@ -240,7 +242,9 @@ var (
 	hostLockFile  = filepath.Join(StateRoot, "host.lock")
 )
 
-func withHostLock(f func() error) error {
+// withHostState runs f on the recorded state (nil when none) under a host-wide lock, with
+// users that no live run holds any more left out; f's result is written back (nil: removed).
+func withHostState(f func(st *hostState) (*hostState, error)) error {
 	l, err := os.OpenFile(hostLockFile, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -249,7 +253,38 @@ func withHostLock(f func() error) error {
 	if err := syscall.Flock(int(l.Fd()), syscall.LOCK_EX); err != nil {
 		return err
 	}
-	return f()
+	var st *hostState
+	if b, err := os.ReadFile(hostStateFile); err == nil {
+		st = &hostState{}
+		if err := json.Unmarshal(b, st); err != nil {
+			return fmt.Errorf("%s: %w", hostStateFile, err)
+		}
+		st.Users = slices.DeleteFunc(st.Users, func(i int) bool { return !slotHeld(i) })
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	out, ferr := f(st)
+	if out == nil {
+		if err := os.Remove(hostStateFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return errors.Join(ferr, err)
+		}
+		return ferr
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return errors.Join(ferr, err)
+	}
+	return errors.Join(ferr, os.WriteFile(hostStateFile, b, 0o644))
+}
+
+// slotHeld tells whether a live run holds slot i.
+func slotHeld(i int) bool {
+	s, err := LockSlot(i)
+	if err != nil || s == nil {
+		return true
+	}
+	s.unlock()
+	return false
 }
 
 // ReadSysctls reads the kernel parameters the kubelet changes.
@@ -263,60 +298,73 @@ func ReadSysctls() map[string]string {
 	return out
 }
 
-// saveHost records the host's state unless a running cluster already did.
-func saveHost() error {
-	return withHostLock(func() error {
-		if _, err := os.Stat(hostStateFile); err == nil {
-			return nil
+// saveHost records the host's state unless a running cluster already did (then s joins its
+// users). State left by clusters that died is put back first.
+func saveHost(s *Slot) error {
+	return withHostState(func(st *hostState) (*hostState, error) {
+		if st != nil && len(st.Users) == 0 {
+			if err := st.restore(); err != nil {
+				return st, err
+			}
+			st = nil
 		}
-		st := hostState{Sysctls: ReadSysctls()}
-		for _, p := range hostPaths {
-			if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
-				st.Absent = append(st.Absent, p)
+		if st == nil {
+			st = &hostState{Sysctls: ReadSysctls()}
+			for _, p := range hostPaths {
+				if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+					st.Absent = append(st.Absent, p)
+				}
 			}
 		}
-		b, err := json.Marshal(st)
-		if err != nil {
-			return err
+		if !slices.Contains(st.Users, s.Index) {
+			st.Users = append(st.Users, s.Index)
 		}
-		return os.WriteFile(hostStateFile, b, 0o644)
+		return st, nil
 	})
 }
 
-// restoreHost puts the host back as the first cluster found it, when s is the last cluster.
+// restoreHost puts the host back as the first cluster found it when no other cluster that
+// changed it runs any more.
 func restoreHost(s *Slot) error {
-	return withHostLock(func() error {
-		b, err := os.ReadFile(hostStateFile)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
+	return withHostState(func(st *hostState) (*hostState, error) {
+		if st == nil {
+			return nil, nil
 		}
-		if err != nil {
-			return err
+		st.Users = slices.DeleteFunc(st.Users, func(i int) bool { return i == s.Index })
+		if len(st.Users) > 0 {
+			return st, nil
 		}
-		if otherSlotsActive(s) {
-			return nil
+		if err := st.restore(); err != nil {
+			return st, err
 		}
-		var st hostState
-		if err := json.Unmarshal(b, &st); err != nil {
-			return fmt.Errorf("%s: %w", hostStateFile, err)
-		}
-		var errs []error
-		for k, v := range st.Sysctls {
-			if cur, err := os.ReadFile("/proc/sys/" + k); err == nil && strings.TrimSpace(string(cur)) == v {
-				continue
-			}
-			if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
-				errs = append(errs, fmt.Errorf("restoring sysctl %s=%s: %w", k, v, err))
-			}
-		}
-		for _, p := range st.Absent { // deepest first, as listed
-			if err := os.RemoveAll(p); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) == 0 {
-			errs = append(errs, os.Remove(hostStateFile))
-		}
-		return errors.Join(errs...)
+		return nil, nil
 	})
+}
+
+// hostUnrestored tells whether the host's state is recorded with no cluster but s using it.
+func hostUnrestored(s *Slot) bool {
+	unrestored := false
+	_ = withHostState(func(st *hostState) (*hostState, error) {
+		unrestored = st != nil && len(slices.DeleteFunc(slices.Clone(st.Users), func(i int) bool { return i == s.Index })) == 0
+		return st, nil
+	})
+	return unrestored
+}
+
+func (st *hostState) restore() error {
+	var errs []error
+	for k, v := range st.Sysctls {
+		if cur, err := os.ReadFile("/proc/sys/" + k); err == nil && strings.TrimSpace(string(cur)) == v {
+			continue
+		}
+		if err := os.WriteFile("/proc/sys/"+k, []byte(v), 0o644); err != nil {
+			errs = append(errs, fmt.Errorf("restoring sysctl %s=%s: %w", k, v, err))
+		}
+	}
+	for _, p := range st.Absent { // deepest first, as listed
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -129,7 +129,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			c = nil
 		}
 	}()
-	if err := saveHost(); err != nil {
+	if err := saveHost(slot); err != nil {
 		return c, err
 	}
 	workDir := opts.WorkDir
@@ -169,7 +169,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		<-images
 		return c, err
 	}
-	logf("local cluster: API server %s (on the host: %s) ready after %s", c.Config.Host, c.apiAddr(), time.Since(begin).Round(time.Millisecond))
+	logf("local cluster: API server %s (on the host: %s) ready after %s", netip.AddrPortFrom(slot.NodeIP(), 6443), c.apiAddr(), time.Since(begin).Round(time.Millisecond))
 	if err := c.startControllerManager(kubeconfigs["controller-manager"]); err != nil {
 		<-images
 		return c, err
@@ -286,11 +286,12 @@ func (c *Cluster) writeConfigs(workDir string) (map[string]string, error) {
 		return nil, err
 	}
 	return kubeconfigs, writeFiles(map[string][]byte{
-		c.paths.containerdConfig():                              []byte(containerdConfig(c.paths, PauseImage)),
-		filepath.Join(c.paths.cniConfDir(), "10-pods.conflist"): cni,
-		c.paths.join("kubelet.yaml"):                            kubelet,
-		c.paths.join("kube-proxy.yaml"):                         proxy,
-		c.paths.join("resolv.conf"):                             []byte("search cluster.local\n"),
+		c.paths.containerdConfig():                                          []byte(containerdConfig(c.paths, PauseImage)),
+		filepath.Join(c.paths.cniConfDir(), "10-pods.conflist"):             cni,
+		c.paths.join("kubelet.yaml"):                                        kubelet,
+		c.paths.join("kube-proxy.yaml"):                                     proxy,
+		c.paths.join("resolv.conf"):                                         []byte("search cluster.local\n"),
+		filepath.Join(c.paths.registryHostsDir(), "_default", "hosts.toml"): []byte(registryHosts),
 	})
 }
 

@@ -120,7 +120,10 @@ func (c *Cluster) OperatorManifests(o OperatorOptions) ([]byte, error) {
 			return nil, err
 		}
 	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), root)
+	// As the kustomize command orders its output: namespaces and CRDs first.
+	kopts := krusty.MakeDefaultOptions()
+	kopts.Reorder = krusty.ReorderOptionLegacy
+	res, err := krusty.MakeKustomizer(kopts).Run(filesys.MakeFsOnDisk(), root)
 	if err != nil {
 		return nil, fmt.Errorf("kustomize build config/default: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -143,24 +144,6 @@ func LockSlot(i int) (*Slot, error) {
 	return &Slot{Index: i, Dir: filepath.Join(StateRoot, fmt.Sprintf("slot-%02d", i)), lock: f}, nil
 }
 
-// otherSlotsActive tells whether a live run holds any slot but s.
-func otherSlotsActive(s *Slot) bool {
-	for i := 0; i < MaxSlots; i++ {
-		if i == s.Index {
-			continue
-		}
-		if _, err := os.Stat(lockPath(i)); err != nil {
-			continue
-		}
-		o, err := LockSlot(i)
-		if err != nil || o == nil {
-			return true
-		}
-		o.unlock()
-	}
-	return false
-}
-
 func (s *Slot) unlock() {
 	if s.lock != nil {
 		s.lock.Close()
@@ -247,7 +230,7 @@ func (s *Slot) Leftovers() []string {
 		out = append(out, "cgroup "+c)
 	}
 	out = append(out, nodeFiles(s)...)
-	if _, err := os.Stat(hostStateFile); err == nil && !otherSlotsActive(s) {
+	if hostUnrestored(s) {
 		out = append(out, "the host's sysctls and directories are not restored ("+hostStateFile+")")
 	}
 	if _, err := os.Stat(s.Dir); err == nil {
@@ -334,6 +317,13 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
-// OtherClustersRunning tells whether a live run holds a slot other than s (their kubelets
-// may have changed the host's sysctls).
-func OtherClustersRunning(s *Slot) bool { return otherSlotsActive(s) }
+// OtherClustersRunning tells whether another cluster whose kubelet may have changed the host's
+// sysctls still runs.
+func OtherClustersRunning(s *Slot) bool {
+	running := false
+	_ = withHostState(func(st *hostState) (*hostState, error) {
+		running = st != nil && slices.ContainsFunc(st.Users, func(i int) bool { return i != s.Index })
+		return st, nil
+	})
+	return running
+}
