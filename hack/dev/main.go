@@ -350,7 +350,7 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	}
 	clusterIP, err := netip.ParseAddr(svc.Spec.ClusterIP)
 	if err != nil {
-		return "", fmt.Errorf("Service %s/%s has no ClusterIP (%q)", svcNS, svcName, svc.Spec.ClusterIP)
+		return "", fmt.Errorf("the Service %s/%s has no ClusterIP (%q)", svcNS, svcName, svc.Spec.ClusterIP)
 	}
 	local, err := cluster.Forward(c.listen, netip.AddrPortFrom(clusterIP, uint16(port)))
 	if err != nil {
@@ -513,7 +513,9 @@ func verifyClean(slot int) error {
 	}
 	left := s.Leftovers()
 	if len(left) == 0 {
-		s.Release()
+		if err := s.Release(); err != nil {
+			return err
+		}
 		fmt.Println("==> nothing of the local cluster is left: no process, mount, cgroup, network namespace or changed sysctl")
 		return nil
 	}

@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -178,12 +177,4 @@ func buildImages(root, workDir string) (string, error) {
 		ociimage.Program(podappImage, filepath.Join(dir, "podapp")),
 		ociimage.Program(demosinkImage, filepath.Join(dir, "demosink")),
 	)
-}
-
-// repository is an image reference without its tag.
-func repository(image string) string {
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		return image[:i]
-	}
-	return image
 }

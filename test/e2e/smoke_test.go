@@ -369,9 +369,9 @@ func TestLocalClusterGracefulDeletion(t *testing.T) {
 	}{
 		// Exits 3s after SIGTERM, within its 4s grace period (the kubelet then reports and
 		// removes the pod, which takes a moment).
-		{"polite", 2500 * time.Millisecond, 6 * time.Second, false},
+		{"polite", 2500 * time.Millisecond, 8 * time.Second, false},
 		// Ignores SIGTERM: SIGKILL at the end of the 4s grace period.
-		{"stubborn", 3500 * time.Millisecond, 8 * time.Second, true},
+		{"stubborn", 3500 * time.Millisecond, 10 * time.Second, true},
 	} {
 		pods := waitAvailable(t, ns, tc.name, 1, 60*time.Second)
 		pod := pods[0]

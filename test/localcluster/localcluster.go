@@ -165,18 +165,22 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	images := make(chan error, 1)
 	go func() { images <- c.loadImages(ctx, opts.Images) }()
-	if err := c.waitAPIServer(ctx); err != nil {
-		<-images
+	// abort waits for the images to load (or fail) before Stop tears containerd down.
+	abort := func(err error) (*Cluster, error) {
+		if ierr := <-images; ierr != nil {
+			logf("local cluster: loading images: %v", ierr)
+		}
 		return c, err
+	}
+	if err := c.waitAPIServer(ctx); err != nil {
+		return abort(err)
 	}
 	logf("local cluster: API server %s (on the host: %s) ready after %s", netip.AddrPortFrom(slot.NodeIP(), 6443), c.apiAddr(), time.Since(begin).Round(time.Millisecond))
 	if err := c.startControllerManager(kubeconfigs["controller-manager"]); err != nil {
-		<-images
-		return c, err
+		return abort(err)
 	}
 	if err := c.startScheduler(kubeconfigs["scheduler"]); err != nil {
-		<-images
-		return c, err
+		return abort(err)
 	}
 	if err := <-images; err != nil {
 		return c, err
@@ -315,7 +319,7 @@ func (c *Cluster) waitAPIServer(ctx context.Context) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver not ready: %v (log %s)", last, filepath.Join(c.LogDir, "kube-apiserver.log"))
+			return fmt.Errorf("kube-apiserver not ready (log %s): %w", filepath.Join(c.LogDir, "kube-apiserver.log"), errors.Join(last, ctx.Err()))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

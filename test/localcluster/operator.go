@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -152,7 +153,7 @@ func (c *Cluster) waitCRDs(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the operator's CRDs are not established: %v", err)
+			return fmt.Errorf("the operator's CRDs are not established: %w", errors.Join(err, ctx.Err()))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
