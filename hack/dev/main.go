@@ -167,6 +167,8 @@ func run(c config) (err error) {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A closed terminal or pipe must not kill dev before it has torn the cluster down.
+	signal.Ignore(syscall.SIGPIPE)
 	begin := time.Now()
 	say("starting the local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy, CoreDNS)")
 	devLog, err := os.OpenFile(c.path("logs/dev.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
@@ -519,7 +521,7 @@ func verifyClean(slot int) error {
 		fmt.Println("==> nothing of the local cluster is left: no process, mount, cgroup, network namespace or changed sysctl")
 		return nil
 	}
-	fmt.Printf("==> left behind, now removed: %s\n", strings.Join(left, "; "))
+	fmt.Printf("==> left behind, now removed: %s\n", summarize(left))
 	if err := s.Release(); err != nil {
 		return err
 	}
@@ -527,4 +529,25 @@ func verifyClean(slot int) error {
 		return fmt.Errorf("could not remove: %s", strings.Join(left, "; "))
 	}
 	return nil
+}
+
+// summarize counts leftovers by kind (process, mount, cgroup, netns, files).
+func summarize(left []string) string {
+	counts := map[string]int{}
+	var kinds []string
+	for _, l := range left {
+		kind, _, _ := strings.Cut(l, " ")
+		if strings.HasPrefix(kind, "/") {
+			kind = "file"
+		}
+		if counts[kind] == 0 {
+			kinds = append(kinds, kind)
+		}
+		counts[kind]++
+	}
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+	}
+	return strings.Join(parts, ", ")
 }
