@@ -122,11 +122,11 @@ func (c *Cluster) installDNS(ctx context.Context) error {
 	if err := coreDNSManifest.Execute(&b, map[string]string{"Image": c.coreDNSImage(), "IP": c.Slot.DNSIP().String()}); err != nil {
 		return err
 	}
-	return c.apply(ctx, b.Bytes())
+	return c.Apply(ctx, b.Bytes())
 }
 
-// apply is `kubectl apply --server-side` of YAML documents.
-func (c *Cluster) apply(ctx context.Context, yaml []byte) error {
+// Apply is `kubectl apply --server-side` of YAML documents (such as CRDs a test needs).
+func (c *Cluster) Apply(ctx context.Context, yaml []byte) error {
 	cmd := c.Kubectl(ctx, "apply", "--server-side", "--field-manager=localcluster", "-f", "-")
 	cmd.Stdin = bytes.NewReader(yaml)
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -158,7 +158,10 @@ func kubeletConfig(s *Slot, p paths, pk *pki) ([]byte, error) {
 		"imageGCLowThresholdPercent":  99,
 		"serializeImagePulls":         false,
 		"maxPods":                     110,
-		"staticPodPath":               "",
+		// Pods are synced (and updated Secret and ConfigMap volumes written) every 10s
+		// rather than every minute: tests of certificate rotation wait less.
+		"syncFrequency": "10s",
+		"staticPodPath": "",
 	}
 	return yaml.Marshal(cfg)
 }

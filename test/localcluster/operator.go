@@ -44,7 +44,7 @@ func (c *Cluster) InstallOperator(ctx context.Context, o OperatorOptions) error 
 	if err != nil {
 		return err
 	}
-	if err := c.apply(ctx, yamlDocs); err != nil {
+	if err := c.Apply(ctx, yamlDocs); err != nil {
 		return fmt.Errorf("applying config/default: %w", err)
 	}
 	if err := c.waitCRDs(ctx); err != nil {

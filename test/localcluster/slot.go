@@ -317,6 +317,17 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
+// ClustersRunning tells whether a local cluster (whose kubelet may have changed the host's
+// sysctls) runs on this machine.
+func ClustersRunning() bool {
+	running := false
+	_ = withHostState(func(st *hostState) (*hostState, error) {
+		running = st != nil && len(st.Users) > 0
+		return st, nil
+	})
+	return running
+}
+
 // OtherClustersRunning tells whether another cluster whose kubelet may have changed the host's
 // sysctls still runs.
 func OtherClustersRunning(s *Slot) bool {
