@@ -366,7 +366,12 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nKubeconfig: %s\n", cluster.Kubeconfig)
 	fmt.Fprintf(&b, "  export KUBECONFIG=%s; alias kubectl=%s\n", cluster.Kubeconfig, kubectl)
-	fmt.Fprintf(&b, "  kubectl get nodes -o wide    # kubelet %s on containerd, in network namespace %s\n", "v1.37.2", cluster.NodeNetns())
+	node, err := cluster.Client.CoreV1().Nodes().Get(ctx, localcluster.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "  kubectl get nodes -o wide    # kubelet %s on %s, in network namespace %s\n",
+		node.Status.NodeInfo.KubeletVersion, node.Status.NodeInfo.ContainerRuntimeVersion, cluster.NodeNetns())
 	fmt.Fprintf(&b, "\nCallbackReceiver %s/%s is Ready at %s.\n", c.namespace, c.receiver, statusURL)
 	fmt.Fprintf(&b, "This host's %s is forwarded to its Service (ClusterIP %s:%d, inside the node) while the cluster runs.\n", local, clusterIP, port)
 	b.WriteString("\nSend a signed Sns.CallbackBlackListDelete callback:\n\n")
