@@ -9,9 +9,18 @@ IMG ?= ghcr.io/imcallback/callback-operator:$(VERSION)
 CONTROLLER_GEN_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.2
 GOLANGCI_LINT_VERSION ?= v2.15.0
-# Control-plane versions for envtest and the local cluster, built from Go modules by hack/control-plane.sh.
+# Kubernetes version of envtest and the local cluster: hack/control-plane.sh and hack/node.sh
+# build it (and containerd, CoreDNS) from Go modules into ~/.cache/callback-operator.
 K8S_VERSION ?= v1.37.2
 export K8S_VERSION
+# Where `make image` writes the operator's image (IMG), as `docker save` would.
+IMAGE_ARCHIVE ?= $(LOCALBIN)/image.tar
+# Debian packages of the local cluster's node: runc, the CNI plugins, nft/iptables, conntrack,
+# and the CA bundle copied into images (file that shows each is installed : package).
+NODE_PACKAGES := /usr/sbin/runc:runc /usr/lib/cni/bridge:containernetworking-plugins \
+	/usr/sbin/nft:nftables /usr/sbin/iptables:iptables /usr/sbin/conntrack:conntrack \
+	/etc/ssl/certs/ca-certificates.crt:ca-certificates /usr/bin/nsenter:util-linux \
+	/usr/sbin/ip:iproute2 /usr/sbin/sysctl:procps
 
 # How long `make test` fuzzes the receiver's request path.
 FUZZTIME ?= 15s
@@ -76,9 +85,30 @@ lint: golangci-lint ## Run golangci-lint.
 control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, kubectl and etcd.
 	@hack/control-plane.sh >/dev/null
 
+.PHONY: node
+node: ## Build (once, cached) kubelet, kube-proxy, kube-scheduler, containerd, ctr, the runc shim and CoreDNS.
+	@nice -n 10 hack/node.sh >/dev/null
+
+.PHONY: node-packages
+node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and conntrack when missing (apt-get, root).
+	@missing=""; for f in $(NODE_PACKAGES); do [ -e "$${f%%:*}" ] || missing="$$missing $${f##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "the local cluster's node needs these Debian packages:$$missing; apt-get is not available here: install them with this system's package manager" >&2; exit 1; fi; \
+	  if [ "$$(id -u)" != 0 ]; then echo "installing$$missing needs root (apt-get)" >&2; exit 1; fi; \
+	  echo "installing$$missing (apt-get)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	    { echo "apt-get could not install$$missing" >&2; exit 1; }; \
+	fi
+
+# The cached binaries the tests and the local cluster use.
+ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
+
 .PHONY: test
-test: verify-generated vet lint control-plane ## Everything: generation check, vet, lint, unit and envtest suites with -race, fuzzing.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -race -count=1 -timeout 30m ./...
+test: verify-generated vet lint control-plane node node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzAnswerErrorCode -fuzztime=$(FUZZTIME) ./receiver
@@ -105,6 +135,10 @@ build: ## Build bin/manager and bin/receiver.
 .PHONY: run
 run: manifests generate install ## Run the manager against the cluster of the current kubeconfig (receivers run IMG).
 	go run -ldflags '$(GO_LDFLAGS)' ./cmd/manager --leader-elect=false --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:8081 $(RUN_FLAGS)
+
+.PHONY: image
+image: build ## Write the operator's image (IMG) to bin/image.tar without Docker (docker load / ctr images import read it).
+	go run ./hack/image --out $(IMAGE_ARCHIVE) --operator $(IMG) --bin-dir $(LOCALBIN)
 
 .PHONY: docker-build
 docker-build: ## Build the image with both binaries (needs a Docker engine).
@@ -133,33 +167,33 @@ deploy: manifests kustomize ## Deploy the operator (image IMG) to the cluster of
 undeploy: kustomize ## Remove the operator from the cluster.
 	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
 
-##@ Local cluster (owned by hack/dev: the local control plane and node agent)
+##@ Local cluster (hack/dev: a real single-node cluster in network namespaces of its own)
 
-# State of `make dev-up` (kubeconfig, logs of every component and pod); ignored by git.
+# State of `make dev-up` (kubeconfig, logs of every daemon); ignored by git.
 DEV_DIR ?= $(CURDIR)/.dev
-# More flags for hack/dev, such as DEV_FLAGS=--ready-timeout=5m (see `go doc ./hack/dev`).
+# More flags for hack/dev, such as DEV_FLAGS=--listen=127.0.0.1:8080 (see `go doc ./hack/dev`).
 DEV_FLAGS ?=
-# Flags for the end-to-end tests, such as E2E_FLAGS='-run TestLocalCluster'.
+# Flags for the end-to-end tests, such as E2E_FLAGS='-run TestSamples'.
 E2E_FLAGS ?=
+DEV_NEEDS := image dev-tools control-plane node node-packages
 
 .PHONY: dev-tools dev dev-up dev-down test-e2e
-dev-tools: ## Build the local cluster's tools: bin/dev, bin/nodeagent, bin/demosink, bin/moderator.
+dev-tools: ## Build the local cluster's tools: bin/dev, bin/demosink, bin/moderator.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/dev ./hack/dev
-	CGO_ENABLED=0 go build -o $(LOCALBIN)/nodeagent ./hack/nodeagent
-	CGO_ENABLED=0 go build -o $(LOCALBIN)/demosink ./hack/demosink
-	CGO_ENABLED=0 go build -o $(LOCALBIN)/moderator ./hack/moderator
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o $(LOCALBIN)/demosink ./hack/demosink
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o $(LOCALBIN)/moderator ./hack/moderator
 
-dev: build dev-tools control-plane ## Run the operator and config/samples on a local cluster (root); Ctrl-C tears it all down.
-	$(LOCALBIN)/dev run --dir=$(DEV_DIR) --assets="$$(hack/control-plane.sh)" --receiver-image=$(IMG) $(DEV_FLAGS)
+dev: $(DEV_NEEDS) ## Run the operator and config/samples on a local cluster (root); Ctrl-C tears it all down.
+	$(ASSETS_ENV) $(LOCALBIN)/dev run --dir=$(DEV_DIR) --image=$(IMG) --image-archive=$(IMAGE_ARCHIVE) $(DEV_FLAGS)
 
-dev-up: build dev-tools control-plane ## Like dev, in the background: returns once Ready; kubeconfig at .dev/kubeconfig.
-	$(LOCALBIN)/dev up --dir=$(DEV_DIR) --assets="$$(hack/control-plane.sh)" --receiver-image=$(IMG) $(DEV_FLAGS)
+dev-up: $(DEV_NEEDS) ## Like dev, in the background: returns once Ready; kubeconfig at .dev/kubeconfig.
+	$(ASSETS_ENV) $(LOCALBIN)/dev up --dir=$(DEV_DIR) --image=$(IMG) --image-archive=$(IMAGE_ARCHIVE) $(DEV_FLAGS)
 
-dev-down: dev-tools ## Stop what dev-up started, leaving nothing running (cleans up after a killed run too).
+dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans up after a killed run too).
 	$(LOCALBIN)/dev down --dir=$(DEV_DIR)
 
-test-e2e: control-plane ## End-to-end tests on a local cluster (root), with -race.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
+test-e2e: control-plane node node-packages ## End-to-end tests on a local cluster (root), with -race.
+	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
 
 ##@ Tools
 

@@ -1,15 +1,16 @@
 // Command dev runs the operator's whole job on this machine, for `make dev`, `make dev-up`
-// and `make dev-down`: a local cluster (test/localcluster: etcd, kube-apiserver,
-// kube-controller-manager, the CRDs and the node agent running pods as local processes),
-// the manager (bin/manager) against it, and config/samples applied, with the demo sink
-// (bin/demosink) standing in for the sample's event_display image. It waits until the
+// and `make dev-down`: a real single-node cluster (test/localcluster: etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, containerd, the kubelet, kube-proxy and CoreDNS in
+// network namespaces of their own), the operator installed from config/default with the image
+// `make image` wrote, and config/samples applied, with the demo sink (bin/demosink, imported
+// under the sample's event_display image name) receiving the events. It waits until the
 // CallbackReceiver is Ready and prints the kubeconfig and a signed curl to try it.
 //
 //	dev run    foreground; Ctrl-C tears everything down
 //	dev up     the same in the background; returns once Ready (kubeconfig at .dev/kubeconfig)
 //	dev down   stops what `dev up` started and cleans up after a killed run
 //
-// Needs root (network namespaces).
+// Needs root (network namespaces, containers).
 package main
 
 import (
@@ -20,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
@@ -30,37 +32,33 @@ import (
 	"syscall"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
-
-	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/imcallback/callback-operator/internal/ociimage"
 	"github.com/imcallback/callback-operator/test/localcluster"
-	"github.com/imcallback/callback-operator/test/nodeagent"
 )
 
-// The sample's images and what runs for them locally.
-const (
-	operatorImage = "ghcr.io/imcallback/callback-operator"
-	sinkImage     = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display"
-)
+// sinkImage is the sample sink's image; the demo sink is imported under its name.
+const sinkImage = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display:latest"
 
 var cbrGVR = schema.GroupVersionResource{Group: "callbacks.imcallback.dev", Version: "v1alpha1", Resource: "callbackreceivers"}
 
 type config struct {
 	dir          string
 	root         string
-	assets       string
-	receiverTag  string
+	image        string
+	imageArchive string
 	managerArgs  string
 	samples      string
 	namespace    string
 	receiver     string
+	listen       string
 	readyTimeout time.Duration
 	background   bool
 	watch        bool
@@ -74,12 +72,13 @@ func main() {
 	fs := flag.NewFlagSet("dev "+cmd, flag.ExitOnError)
 	var c config
 	fs.StringVar(&c.dir, "dir", ".dev", "state directory: kubeconfig, logs/, pid")
-	fs.StringVar(&c.assets, "assets", os.Getenv("KUBEBUILDER_ASSETS"), "directory of the control-plane binaries (default: hack/control-plane.sh)")
-	fs.StringVar(&c.receiverTag, "receiver-image", "ghcr.io/imcallback/callback-operator:dev", "RECEIVER_IMAGE given to the manager")
-	fs.StringVar(&c.managerArgs, "manager-args", "", "more arguments of bin/manager (it always gets --kubeconfig, --leader-elect=false, --metrics-bind-address=0, --health-probe-bind-address=127.0.0.1:0)")
-	fs.StringVar(&c.samples, "samples", "config/samples", "kustomization applied once the cluster is up")
-	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the samples")
+	fs.StringVar(&c.image, "image", "ghcr.io/imcallback/callback-operator:dev", "the operator's image (IMG)")
+	fs.StringVar(&c.imageArchive, "image-archive", "bin/image.tar", "the archive `make image` wrote with that image")
+	fs.StringVar(&c.managerArgs, "manager-args", "", "more arguments of the manager (appended to config/default's)")
+	fs.StringVar(&c.samples, "samples", "config/samples", "kustomization applied once the operator runs")
+	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the samples (it enforces the restricted Pod Security Standard)")
 	fs.StringVar(&c.receiver, "receiver", "blacklist", "CallbackReceiver of the samples to wait for")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:0", "host address forwarded to the receiver's Service (port 0: any free port)")
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the CallbackReceiver to be Ready")
 	fs.BoolVar(&c.background, "background", false, "internal: run as the background process of `dev up`")
 	fs.BoolVar(&c.watch, "watch", true, "run: show `kubectl get cbr -w` and the sink's output until Ctrl-C")
@@ -90,6 +89,9 @@ func main() {
 	}
 	if c.dir, err = filepath.Abs(c.dir); err != nil {
 		fail(err)
+	}
+	if !filepath.IsAbs(c.imageArchive) {
+		c.imageArchive = filepath.Join(c.root, c.imageArchive)
 	}
 	switch cmd {
 	case "run":
@@ -157,46 +159,48 @@ func run(c config) (err error) {
 			_ = os.Remove(c.path(f))
 		}
 	}()
-	for _, b := range []string{"manager", "receiver", "demosink"} {
-		if _, err := os.Stat(filepath.Join(c.root, "bin", b)); err != nil {
-			return fmt.Errorf("bin/%s is missing: run `make build dev-tools` (or just `make dev`)", b)
+	for _, f := range []string{c.imageArchive, filepath.Join(c.root, "bin", "demosink")} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s is missing: run `make image dev-tools` (or just `make dev`)", f)
 		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A closed terminal or pipe must not kill dev before it has torn the cluster down.
+	signal.Ignore(syscall.SIGPIPE)
 	begin := time.Now()
-	say("starting the local cluster (etcd, kube-apiserver, kube-controller-manager, node agent)")
-	agentLog, err := os.OpenFile(c.path("logs/nodeagent.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	say("starting the local cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy, CoreDNS)")
+	devLog, err := os.OpenFile(c.path("logs/dev.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	defer agentLog.Close()
+	defer devLog.Close()
 	logf := func(format string, args ...any) {
 		line := fmt.Sprintf(time.Now().Format("15:04:05.000 ")+format+"\n", args...)
-		_, _ = io.WriteString(agentLog, line)
+		_, _ = io.WriteString(devLog, line)
 		if strings.HasPrefix(format, "local cluster") || strings.Contains(format, "sweeping") {
 			fmt.Print("    " + line[13:])
 		}
 	}
-	logger := logr.FromSlogHandler(slog.NewTextHandler(agentLog, nil))
-	ctrllog.SetLogger(logger) // envtest's
-	klog.SetLogger(logger)    // client-go's
+	klog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(devLog, nil))) // client-go's
+
+	sinkArchive := c.path("demosink-image.tar")
+	if err := ociimage.WriteArchive(sinkArchive, ociimage.Program(sinkImage, filepath.Join(c.root, "bin", "demosink"))); err != nil {
+		return err
+	}
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
-		AssetsDir: c.assets,
-		RepoRoot:  c.root,
-		WorkDir:   c.dir,
-		Images: nodeagent.ImageMap{
-			operatorImage: filepath.Join(c.root, "bin"),
-			sinkImage:     filepath.Join(c.root, "bin", "demosink"),
-		},
-		Logf: logf,
+		RepoRoot: c.root,
+		WorkDir:  c.dir,
+		Images:   []string{c.imageArchive, sinkArchive},
+		Logf:     logf,
 	})
 	if err != nil {
 		return err
 	}
 	defer func() {
 		say("stopping the local cluster")
+		start := time.Now()
 		if serr := cluster.Stop(); serr != nil {
 			fmt.Fprintln(os.Stderr, "dev: cleaning up:", serr)
 			if err == nil {
@@ -204,29 +208,39 @@ func run(c config) (err error) {
 			}
 			return
 		}
-		say("stopped: no process, network namespace or link of the local cluster is left")
+		if left := cluster.Slot.Leftovers(); len(left) > 0 {
+			fmt.Fprintln(os.Stderr, "dev: left behind:", strings.Join(left, "; "))
+			if err == nil {
+				err = errors.New("the local cluster was not cleaned up")
+			}
+			return
+		}
+		say("stopped in %s: no process, mount, cgroup, network namespace or changed sysctl of the local cluster is left", time.Since(start).Round(100*time.Millisecond))
 	}()
 	_ = os.WriteFile(c.path("slot"), []byte(strconv.Itoa(cluster.Slot.Index)+"\n"), 0o644)
 
-	say("starting bin/manager (RECEIVER_IMAGE=%s, log %s)", c.receiverTag, c.path("logs/manager.log"))
-	if err := cluster.StartManager(filepath.Join(c.root, "bin", "manager"), c.receiverTag, strings.Fields(c.managerArgs)...); err != nil {
+	say("installing the operator: kustomize build config/default (image %s) | kubectl apply", c.image)
+	if err := cluster.InstallOperator(ctx, localcluster.OperatorOptions{Image: c.image, ManagerArgs: strings.Fields(c.managerArgs)}); err != nil {
+		diagnose(c, cluster, localcluster.OperatorNamespace)
 		return err
 	}
-
-	say("applying %s", c.samples)
+	if err := restrictNamespace(ctx, cluster, c.namespace); err != nil {
+		return err
+	}
+	say("applying %s to namespace %s", c.samples, c.namespace)
 	apply := cluster.Kubectl(ctx, "apply", "-n", c.namespace, "-k", filepath.Join(c.root, c.samples))
 	apply.Stdout, apply.Stderr = os.Stdout, os.Stderr
 	if err := apply.Run(); err != nil {
 		return fmt.Errorf("kubectl apply -k %s: %w", c.samples, err)
 	}
 
-	say("waiting for CallbackReceiver %s/%s to be Ready (manager log: %s)", c.namespace, c.receiver, c.path("logs/manager.log"))
+	say("waiting for CallbackReceiver %s/%s to be Ready", c.namespace, c.receiver)
 	obj, err := waitReady(ctx, c, cluster)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // Ctrl-C while waiting: just tear down
 		}
-		diagnose(c, cluster)
+		diagnose(c, cluster, c.namespace)
 		return err
 	}
 	info, err := instructions(ctx, c, cluster, obj)
@@ -256,6 +270,14 @@ func run(c config) (err error) {
 	return nil
 }
 
+// restrictNamespace labels the samples' namespace to enforce the restricted Pod Security
+// Standard, as a namespace holding receivers should.
+func restrictNamespace(ctx context.Context, cluster *localcluster.Cluster, ns string) error {
+	patch := []byte(`{"metadata":{"labels":{"pod-security.kubernetes.io/enforce":"restricted"}}}`)
+	_, err := cluster.Client.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{})
+	return err
+}
+
 func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*unstructured.Unstructured, error) {
 	dyn, err := dynamic.NewForConfig(cluster.Config)
 	if err != nil {
@@ -283,8 +305,6 @@ func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*u
 			}
 		}
 		select {
-		case <-cluster.ManagerExited():
-			return nil, fmt.Errorf("bin/manager exited; see %s", c.path("logs/manager.log"))
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return nil, fmt.Errorf("CallbackReceiver %s/%s not Ready after %s", c.namespace, c.receiver, c.readyTimeout)
@@ -295,24 +315,22 @@ func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*u
 	}
 }
 
-// diagnose prints what helps find out why the receiver is not Ready.
-func diagnose(c config, cluster *localcluster.Cluster) {
+// diagnose prints what helps find out why something is not Ready.
+func diagnose(c config, cluster *localcluster.Cluster, ns string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, args := range [][]string{
-		{"get", "cbr,deploy,rs,pods,svc,endpointslices", "-n", c.namespace, "-o", "wide"},
-		{"describe", "cbr", c.receiver, "-n", c.namespace},
+		{"get", "nodes", "-o", "wide"},
+		{"get", "all", "-n", ns, "-o", "wide"},
+		{"describe", "pods", "-n", ns},
+		{"logs", "-n", localcluster.OperatorNamespace, "deploy/" + localcluster.ManagerDeployment, "--tail=20"},
 	} {
 		fmt.Printf("--- kubectl %s\n", strings.Join(args, " "))
 		cmd := cluster.Kubectl(ctx, args...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 		_ = cmd.Run()
 	}
-	fmt.Printf("--- last lines of %s\n", c.path("logs/manager.log"))
-	b, _ := os.ReadFile(c.path("logs/manager.log"))
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	fmt.Println(strings.Join(lines[max(0, len(lines)-20):], "\n"))
-	fmt.Printf("--- pod logs and the node agent's log are in %s\n", c.path("logs"))
+	fmt.Printf("--- the daemons' logs are in %s\n", cluster.LogDir)
 }
 
 // instructions is the printout: kubeconfig, a signed curl and how to watch.
@@ -322,15 +340,23 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	if err != nil || u.Hostname() == "" {
 		return "", fmt.Errorf("CallbackReceiver %s has no usable status.url (%q)", c.receiver, statusURL)
 	}
-	// status.url names the Service by its cluster DNS name; the host reaches its ClusterIP.
+	// status.url names the Service by its cluster DNS name; forward the host to its ClusterIP.
 	svcName, svcNS, _ := strings.Cut(strings.TrimSuffix(u.Hostname(), ".svc.cluster.local"), ".")
 	svc, err := cluster.Client.CoreV1().Services(svcNS).Get(ctx, svcName, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("reading the Service of %s: %w", statusURL, err)
 	}
-	hostPort := svc.Spec.ClusterIP
-	if p := u.Port(); p != "" && p != "80" {
-		hostPort += ":" + p
+	port := 80
+	if p := u.Port(); p != "" {
+		port, _ = strconv.Atoi(p)
+	}
+	clusterIP, err := netip.ParseAddr(svc.Spec.ClusterIP)
+	if err != nil {
+		return "", fmt.Errorf("the Service %s/%s has no ClusterIP (%q)", svcNS, svcName, svc.Spec.ClusterIP)
+	}
+	local, err := cluster.Forward(c.listen, netip.AddrPortFrom(clusterIP, uint16(port)))
+	if err != nil {
+		return "", fmt.Errorf("forwarding %s to the receiver's Service: %w", c.listen, err)
 	}
 	sdkAppID, _, _ := unstructured.NestedInt64(obj.Object, "spec", "sdkAppID")
 	secret, _, _ := unstructured.NestedString(obj.Object, "spec", "auth", "tokenSecretRef", "name")
@@ -340,7 +366,14 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nKubeconfig: %s\n", cluster.Kubeconfig)
 	fmt.Fprintf(&b, "  export KUBECONFIG=%s; alias kubectl=%s\n", cluster.Kubeconfig, kubectl)
-	fmt.Fprintf(&b, "\nCallbackReceiver %s/%s is Ready at %s (ClusterIP %s, reachable from this host).\n", c.namespace, c.receiver, statusURL, svc.Spec.ClusterIP)
+	node, err := cluster.Client.CoreV1().Nodes().Get(ctx, localcluster.NodeName, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "  kubectl get nodes -o wide    # kubelet %s on %s, in network namespace %s\n",
+		node.Status.NodeInfo.KubeletVersion, node.Status.NodeInfo.ContainerRuntimeVersion, cluster.NodeNetns())
+	fmt.Fprintf(&b, "\nCallbackReceiver %s/%s is Ready at %s.\n", c.namespace, c.receiver, statusURL)
+	fmt.Fprintf(&b, "This host's %s is forwarded to its Service (ClusterIP %s:%d, inside the node) while the cluster runs.\n", local, clusterIP, port)
 	b.WriteString("\nSend a signed Sns.CallbackBlackListDelete callback:\n\n")
 	if secret != "" {
 		fmt.Fprintf(&b, "TOKEN=$(%s --kubeconfig %s -n %s get secret %s -o jsonpath='{.data.%s}' | base64 -d)\n",
@@ -351,51 +384,39 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	if secret != "" {
 		query += "&RequestTime=$T&Sign=$SIGN"
 	}
-	fmt.Fprintf(&b, "curl -sS -X POST -H 'Content-Type: application/json' \"http://%s%s?%s\" \\\n", hostPort, u.EscapedPath(), query)
+	fmt.Fprintf(&b, "curl -sS -X POST -H 'Content-Type: application/json' \"http://%s%s?%s\" \\\n", local, u.EscapedPath(), query)
 	b.WriteString("  -d '{\"CallbackCommand\":\"Sns.CallbackBlackListDelete\",\"PairList\":[{\"From_Account\":\"alice\",\"To_Account\":\"bob\"}]}'; echo\n")
-	fmt.Fprintf(&b, "\nThe demo sink prints each CloudEvent to %s\n", filepath.Join(cluster.LogDir, c.namespace+"_<moderation pod>_event-display.log"))
+	fmt.Fprintf(&b, "\n(Or from inside the node, straight to the ClusterIP: nsenter --net=%s curl ... http://%s%s?...)\n", cluster.NodeNetns(), clusterIP, u.EscapedPath())
+	fmt.Fprintf(&b, "\nThe demo sink prints each CloudEvent:\n  %s --kubeconfig %s -n %s logs -f deploy/moderation\n", kubectl, cluster.Kubeconfig, c.namespace)
 	fmt.Fprintf(&b, "Watch the counts:\n  %s --kubeconfig %s -n %s get cbr -w\n", kubectl, cluster.Kubeconfig, c.namespace)
-	fmt.Fprintf(&b, "Logs of every pod, the manager and the control plane: %s\n\n", cluster.LogDir)
+	fmt.Fprintf(&b, "The manager: %s --kubeconfig %s -n %s logs deploy/%s\n", kubectl, cluster.Kubeconfig, localcluster.OperatorNamespace, localcluster.ManagerDeployment)
+	fmt.Fprintf(&b, "Logs of the daemons: %s\n\n", cluster.LogDir)
 	return b.String(), nil
 }
 
-// followSink copies the demo sink's output to the terminal, following the sink pods.
+// followSink copies the demo sink's output to the terminal (kubectl logs -f, again whenever
+// the sink's pod changes).
 func followSink(ctx context.Context, c config, cluster *localcluster.Cluster) {
-	offsets := map[string]int64{}
+	since := ""
 	for ctx.Err() == nil {
-		pods, err := cluster.Client.CoreV1().Pods(c.namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=moderation"})
-		if err == nil {
-			for _, p := range pods.Items {
-				for _, ct := range p.Spec.Containers {
-					path := cluster.Agent.LogPath(p.Namespace, p.Name, ct.Name)
-					offsets[path] = printNew(path, offsets[path], p.Status.Phase)
-				}
+		args := []string{"logs", "-f", "-n", c.namespace, "deploy/moderation"}
+		if since != "" {
+			args = append(args, "--since-time="+since)
+		}
+		cmd := cluster.Kubectl(ctx, args...)
+		out, err := cmd.StdoutPipe()
+		if err == nil && cmd.Start() == nil {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				fmt.Println("sink | " + sc.Text())
 			}
+			_ = cmd.Wait()
+			since = time.Now().UTC().Format(time.RFC3339)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(300 * time.Millisecond):
+		case <-time.After(time.Second):
 		}
-	}
-}
-
-func printNew(path string, off int64, _ corev1.PodPhase) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return off
-	}
-	defer f.Close()
-	if _, err := f.Seek(off, io.SeekStart); err != nil {
-		return off
-	}
-	r := bufio.NewReader(f)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return off // an incomplete line waits for its end
-		}
-		off += int64(len(line))
-		fmt.Print("sink | " + line)
 	}
 }
 
@@ -408,7 +429,7 @@ func up(c config) error {
 		return err
 	}
 	_ = os.Remove(c.path("ready"))
-	logPath := c.path("logs/dev.log")
+	logPath := c.path("logs/dev-up.log")
 	log, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -448,36 +469,90 @@ func up(c config) error {
 	}
 }
 
-// down stops the background run, or cleans up after a run that was killed.
+// down stops the background run, or cleans up after a run that was killed, and checks
+// that nothing of the cluster is left.
 func down(c config) error {
+	slot := -1
+	if b, err := os.ReadFile(c.path("slot")); err == nil {
+		if i, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			slot = i
+		}
+	}
 	pid := c.running()
 	if pid == 0 {
-		if b, err := os.ReadFile(c.path("slot")); err == nil {
-			if i, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				if s, err := nodeagent.LockSlot(i); err == nil && s != nil {
-					fmt.Printf("==> cleaning up after a local cluster that was killed (slot %d)\n", i)
-					if err := s.Release(); err != nil {
-						return err
-					}
-				}
-			}
-		}
 		for _, f := range []string{"dev.pid", "ready", "slot", "kubeconfig"} {
 			_ = os.Remove(c.path(f))
 		}
-		fmt.Println("==> no local cluster running")
-		return nil
+		if slot < 0 {
+			fmt.Println("==> no local cluster running")
+			return nil
+		}
+		fmt.Printf("==> cleaning up after a local cluster that was killed (slot %d)\n", slot)
+		return verifyClean(slot)
 	}
 	fmt.Printf("==> stopping the local cluster (pid %d)\n", pid)
+	start := time.Now()
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
-			fmt.Println("==> stopped")
-			return nil
+	deadline := time.Now().Add(2 * time.Minute)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			fmt.Printf("==> pid %d did not stop within 2m and was killed\n", pid)
+			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	return fmt.Errorf("pid %d did not stop within 90s and was killed; run `make dev-down` again to clean up", pid)
+	fmt.Printf("==> stopped in %s\n", time.Since(start).Round(100*time.Millisecond))
+	return verifyClean(slot)
+}
+
+// verifyClean sweeps the slot if it is free and holds anything, and says what was left.
+func verifyClean(slot int) error {
+	if slot < 0 {
+		return nil
+	}
+	s, err := localcluster.LockSlot(slot)
+	if err != nil {
+		return err
+	}
+	if s == nil {
+		return fmt.Errorf("slot %d is still held by a running process", slot)
+	}
+	left := s.Leftovers()
+	if len(left) == 0 {
+		if err := s.Release(); err != nil {
+			return err
+		}
+		fmt.Println("==> nothing of the local cluster is left: no process, mount, cgroup, network namespace or changed sysctl")
+		return nil
+	}
+	fmt.Printf("==> left behind, now removed: %s\n", summarize(left))
+	if err := s.Release(); err != nil {
+		return err
+	}
+	if left := s.Leftovers(); len(left) > 0 {
+		return fmt.Errorf("could not remove: %s", strings.Join(left, "; "))
+	}
+	return nil
+}
+
+// summarize counts leftovers by kind (process, mount, cgroup, netns, files).
+func summarize(left []string) string {
+	counts := map[string]int{}
+	var kinds []string
+	for _, l := range left {
+		kind, _, _ := strings.Cut(l, " ")
+		if strings.HasPrefix(kind, "/") {
+			kind = "file"
+		}
+		if counts[kind] == 0 {
+			kinds = append(kinds, kind)
+		}
+		counts[kind]++
+	}
+	parts := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+	}
+	return strings.Join(parts, ", ")
 }

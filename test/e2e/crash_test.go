@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,8 +11,9 @@ import (
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 )
 
-// TestReceiverCrashCountsOnce: a receiver process killed without warning (SIGKILL) is
-// restarted in its pod as a new incarnation; what the old one counted and was read stays
+// TestReceiverCrashCountsOnce: a receiver process killed without warning (SIGKILL, sent to
+// the container's process on the node) is restarted by the kubelet in the same pod as a new
+// incarnation; the resource is Ready again; what the old one counted and was read stays
 // counted once, and the new one's counts add up from zero.
 func TestReceiverCrashCountsOnce(t *testing.T) {
 	t.Parallel()
@@ -23,7 +21,7 @@ func TestReceiverCrashCountsOnce(t *testing.T) {
 	ns := newNamespace(t, "e2e-crash")
 	applyK(t, ns, samplesDir())
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	pod := rcv.pods[0]
 
 	n := 0
@@ -44,15 +42,7 @@ func TestReceiverCrashCountsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The container's process, as the node agent names it: nodeagent://<container>-<pid>.
-	id := pod.Status.ContainerStatuses[0].ContainerID
-	pid, err := strconv.Atoi(id[strings.LastIndex(id, "-")+1:])
-	if err != nil {
-		t.Fatalf("container id %q: %v", id, err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatalf("killing the receiver (pid %d): %v", pid, err)
-	}
+	killContainer(t, &pod, "receiver")
 	eventually(t, time.Minute, "receiver container restarted", func() error {
 		p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
@@ -62,12 +52,15 @@ func TestReceiverCrashCountsOnce(t *testing.T) {
 		if st.RestartCount < 1 || !podReady(p) {
 			return fmt.Errorf("restartCount %d, ready %v", st.RestartCount, podReady(p))
 		}
-		if last := st.LastTerminationState.Terminated; last == nil || last.ExitCode != 137 {
+		if last := st.LastTerminationState.Terminated; last == nil || last.ExitCode != 137 || last.Reason != "Error" {
 			return fmt.Errorf("last termination %+v, want exit code 137 (SIGKILL)", last)
 		}
 		return nil
 	})
 	rcv = waitReceiver(t, ns, sampleName, 1, time.Minute)
+	if rcv.pods[0].UID != pod.UID {
+		t.Errorf("the receiver runs in pod %s now, want the same pod %s restarted", rcv.pods[0].Name, pod.Name)
+	}
 
 	send(5)
 	waitSinkEvents(t, ns, sampleSink, n, 30*time.Second)

@@ -99,7 +99,7 @@ func TestDeleteCollectsChildren(t *testing.T) {
 			return fmt.Errorf("%d ReplicaSets, %d pods left", len(rs.Items), len(pods.Items))
 		}
 		for _, a := range addrs {
-			if slices.Contains(cluster.Agent.PodAddresses(), a) {
+			if slices.Contains(cluster.AllocatedPodIPs(), a) {
 				return fmt.Errorf("pod address %s still in use on the node", a)
 			}
 		}
@@ -117,5 +117,5 @@ func TestDeleteCollectsChildren(t *testing.T) {
 	if _, err := cs.CoreV1().Secrets(ns).Get(ctx, sampleSecret, metav1.GetOptions{}); err != nil {
 		t.Errorf("token Secret: %v", err)
 	}
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 }

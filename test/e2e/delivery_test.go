@@ -21,7 +21,7 @@ func TestSinkDownThenBack(t *testing.T) {
   path: /spec/delivery
   value: {retry: 30, backoffPolicy: linear, backoffDelay: 500ms, timeout: 1s}`}}))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	pod := rcv.pods[0]
 	if args := strings.Join(pod.Spec.Containers[0].Args, " "); !strings.Contains(args, "--retry=30") || !strings.Contains(args, "--backoff-policy=linear") {
 		t.Fatalf("receiver args do not carry spec.delivery: %s", args)
@@ -78,7 +78,7 @@ func TestSinkDownThenBack(t *testing.T) {
 
 	// The sink is back (a new pod: it reports only what it received since).
 	scaleDeployment(t, ns, sampleSink, 1)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	t.Logf("sink down for %s", time.Since(stopped).Round(time.Millisecond))
 	back := time.Now()
 	events := waitSinkEvents(t, ns, sampleSink, len(during), time.Minute)
@@ -105,10 +105,15 @@ spec:
       labels: {app.kubernetes.io/name: dlq}
     spec:
       automountServiceAccountToken: false
-      securityContext: {runAsNonRoot: true, runAsUser: 65532}
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
       containers:
       - name: event-display
         image: gcr.io/knative-releases/knative.dev/eventing/cmd/event_display
+        imagePullPolicy: IfNotPresent
+        securityContext:
+          allowPrivilegeEscalation: false
+          readOnlyRootFilesystem: true
+          capabilities: {drop: [ALL]}
         ports:
         - {name: http, containerPort: 8080}
         readinessProbe:
@@ -149,8 +154,8 @@ func TestSinkFailingDeadLettersOrFails(t *testing.T) {
       uri: /dead`},
 	}))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
-	waitAvailable(t, ns, "dlq", 1, time.Minute)
+	waitSink(t, ns, sampleSink)
+	waitSink(t, ns, "dlq")
 	if want := "http://dlq." + ns + ".svc.cluster.local/dead"; rcv.cr.Status.DeadLetterSinkURI != want {
 		t.Errorf("status.deadLetterSinkURI %q, want %q", rcv.cr.Status.DeadLetterSinkURI, want)
 	}

@@ -1,41 +1,61 @@
-// Package e2e holds the end-to-end tests: they run on a local cluster (test/localcluster:
-// real etcd, kube-apiserver and kube-controller-manager, and the project's node agent running
-// pods as local processes), shared by all tests of the package and started in TestMain.
-// Each test works in a namespace of its own. Needs root; `make test-e2e` runs them.
+// Package e2e holds the end-to-end tests. They run on a real single-node cluster
+// (test/localcluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+// containerd + runc, the kubelet, kube-proxy and CoreDNS), shared by all tests of the package
+// and started in TestMain, with the operator installed from config/default as a user installs
+// it: the manager runs as a pod, from an image assembled here from ./cmd/manager and
+// ./cmd/receiver. Each test works in a namespace of its own that enforces the restricted Pod
+// Security Standard. Needs root; `make test-e2e` runs them.
+//
+// Helpers for new tests, by file:
+//   - main_test.go: the cluster, the images (receiverImage, podappImage, demosinkImage) and
+//     the operator's install (scrapeInterval).
+//   - cluster_helpers_test.go: namespaces, Deployments and Services, waiting for pods,
+//     kubectl, pod logs (also of deleted pods and previous containers), HTTP from the host to
+//     pod IPs and ClusterIPs (through the node's network namespace).
+//   - node_helpers_test.go: what the kernel says of a container: its process's status,
+//     mounts and cgroup files, SIGKILL, a pod's emptyDir on the node.
+//   - operator_helpers_test.go: config/samples and overlays, waiting for a CallbackReceiver,
+//     signed callbacks, the demo sink's events, exact counts, traffic under load.
+//   - manager_helpers_test.go: the manager's pod: restart, stop, start.
+//
+// The cluster (package localcluster) also gives: Apply (YAML such as extra CRDs), Kubectl,
+// DialContext (connections from inside the node), ContainerPID and ContainerCgroup (the
+// kernel's view of a container), PodVolumeDir (an emptyDir on the node, such as a receiver's
+// spool), AllocatedPodIPs, ImportImages, and InstallOperator's ManagerArgs. The kubelet syncs
+// pods every 10s, so a changed Secret reaches its volumes within about that.
 package e2e
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/imcallback/callback-operator/internal/ociimage"
 	"github.com/imcallback/callback-operator/test/localcluster"
-	"github.com/imcallback/callback-operator/test/nodeagent"
 )
 
-// Images the tests' pods use, and the local programs that stand in for them.
+// Images the tests' pods use, assembled from programs built in TestMain.
 const (
-	podappImage   = "example.com/e2e/podapp:test"
-	demosinkImage = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display"
-	// receiverImage is the manager's RECEIVER_IMAGE; its repository maps to binDir, which
-	// holds the receiver built from ./cmd/receiver.
+	// receiverImage is the operator's image (config/default's manager, and so its receivers).
 	receiverImage = "ghcr.io/imcallback/callback-operator:e2e"
+	// podappImage runs test/e2e/podapp, the smoke tests' program.
+	podappImage = "example.com/e2e/podapp:test"
+	// demosinkImage is the sample sink's image, here the demo sink (hack/demosink).
+	demosinkImage = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display:latest"
 )
 
 var (
 	cluster *localcluster.Cluster
-	// binDir holds the programs built for the pods (world-readable: pods run as non-root).
-	binDir string
 	// repoRoot is the checkout, whose config/samples the tests apply.
 	repoRoot string
 )
@@ -50,7 +70,7 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) (code int) {
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "e2e: the local cluster's node agent needs root (network namespaces); run the tests as root")
+		fmt.Fprintln(os.Stderr, "e2e: the local cluster needs root (network namespaces, containers); run the tests as root")
 		return 1
 	}
 	workDir, err := os.MkdirTemp("", "callback-operator-e2e-")
@@ -62,88 +82,88 @@ func runMain(m *testing.M) (code int) {
 		if code == 0 {
 			_ = os.RemoveAll(workDir)
 		} else {
-			fmt.Fprintf(os.Stderr, "e2e: logs of the control plane, the node agent and every pod are kept in %s\n", workDir)
+			fmt.Fprintf(os.Stderr, "e2e: logs of every daemon are kept in %s\n", filepath.Join(workDir, "logs"))
 		}
 	}()
-	root, err := localcluster.RepoRoot()
+	if repoRoot, err = localcluster.RepoRoot(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	start := time.Now()
+	archive, err := buildImages(repoRoot, workDir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	repoRoot = root
-	binDir = filepath.Join(workDir, "bin")
-	if err := buildPrograms(root, binDir); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	agentLog, err := os.Create(filepath.Join(workDir, "nodeagent.log"))
+	fmt.Fprintf(os.Stderr, "e2e: programs and images built in %s\n", time.Since(start).Round(time.Millisecond))
+	clusterLog, err := os.Create(filepath.Join(workDir, "localcluster.log"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer agentLog.Close()
+	defer clusterLog.Close()
 	logf := func(format string, args ...any) {
-		fmt.Fprintf(agentLog, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
+		fmt.Fprintf(clusterLog, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
 	}
-	// envtest and client-go log through controller-runtime's logger and klog.
-	logger := logr.FromSlogHandler(slog.NewTextHandler(agentLog, nil))
-	ctrllog.SetLogger(logger)
-	klog.SetLogger(logger)
+	klog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(clusterLog, nil))) // client-go's
 
+	// The host's own values, unless another local cluster's kubelet changed them already.
+	sysctlsBefore, hostPristine := localcluster.ReadSysctls(), !localcluster.ClustersRunning()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	start := time.Now()
+	start = time.Now()
 	cluster, err = localcluster.Start(ctx, localcluster.Options{
-		RepoRoot: root,
+		RepoRoot: repoRoot,
 		WorkDir:  workDir,
-		Images: nodeagent.ImageMap{
-			repository(podappImage):   binDir,
-			repository(receiverImage): binDir,
-			demosinkImage:             filepath.Join(binDir, "demosink"),
-		},
-		Logf: logf,
+		Images:   []string{archive},
+		Logf:     logf,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: starting the local cluster:", err)
 		return 1
 	}
 	fmt.Fprintf(os.Stderr, "e2e: local cluster (slot %d) up in %s\n", cluster.Slot.Index, time.Since(start).Round(time.Millisecond))
-	if err := startManager(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		_ = cluster.Stop()
+	slot := *cluster.Slot
+	defer func() {
+		stopped := time.Now()
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: stopping the local cluster:", err)
+			code = 1
+		}
+		fmt.Fprintf(os.Stderr, "e2e: local cluster stopped in %s\n", time.Since(stopped).Round(time.Millisecond))
+		// Nothing of the cluster may be left on the host: processes, mounts, cgroups,
+		// namespaces, files, and (once no other cluster runs) the kubelet's sysctls.
+		if left := slot.Leftovers(); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: FAIL: the local cluster left behind: %q\n", left)
+			code = 1
+		}
+		if after := localcluster.ReadSysctls(); hostPristine && !localcluster.OtherClustersRunning(&slot) && !maps.Equal(after, sysctlsBefore) {
+			fmt.Fprintf(os.Stderr, "e2e: FAIL: sysctls %v after the cluster, %v before\n", after, sysctlsBefore)
+			code = 1
+		}
+	}()
+	// Requests from the host go into the node's network namespace, as if sent on the node.
+	for _, c := range []*http.Client{httpClient, callbackClient} {
+		c.Transport.(*http.Transport).DialContext = cluster.DialContext
+	}
+	start = time.Now()
+	if err := cluster.InstallOperator(ctx, localcluster.OperatorOptions{
+		Image:       receiverImage,
+		ManagerArgs: []string{"--scrape-interval=" + scrapeInterval.String()},
+	}); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: installing the operator:", err)
 		return 1
 	}
-
-	code = m.Run()
-
-	slot := *cluster.Slot
-	stopped := time.Now()
-	if err := cluster.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: stopping the local cluster:", err)
-		code = 1
-	}
-	fmt.Fprintf(os.Stderr, "e2e: local cluster stopped in %s\n", time.Since(stopped).Round(time.Millisecond))
-	// Nothing of the cluster may be left on the host: processes, namespaces, links, files.
-	if left := slot.Leftovers(); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "e2e: FAIL: the local cluster left behind: %q\n", left)
-		code = 1
-	}
-	return code
+	fmt.Fprintf(os.Stderr, "e2e: operator installed in %s\n", time.Since(start).Round(time.Millisecond))
+	return m.Run()
 }
 
-// startManager runs bin/manager against the cluster as the tests expect it.
-func startManager() error {
-	return cluster.StartManager(filepath.Join(binDir, "manager"), receiverImage,
-		"--scrape-interval="+scrapeInterval.String())
-}
-
-// buildPrograms builds the programs the tests' pods run.
-func buildPrograms(root, dir string) error {
+// buildImages builds the programs the tests' pods run and writes their images into one
+// archive, which the cluster imports.
+func buildImages(root, workDir string) (string, error) {
+	dir := filepath.Join(workDir, "bin")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
-		return err
+		return "", err
 	}
 	for name, pkg := range map[string]string{
 		"podapp":   "./test/e2e/podapp",
@@ -151,20 +171,17 @@ func buildPrograms(root, dir string) error {
 		"manager":  "./cmd/manager",
 		"receiver": "./cmd/receiver",
 	} {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg)
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+			return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 	}
-	return nil
-}
-
-// repository is an image reference without its tag.
-func repository(image string) string {
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		return image[:i]
-	}
-	return image
+	archive := filepath.Join(workDir, "images.tar")
+	return archive, ociimage.WriteArchive(archive,
+		ociimage.Operator(receiverImage, filepath.Join(dir, "manager"), filepath.Join(dir, "receiver")),
+		ociimage.Program(podappImage, filepath.Join(dir, "podapp")),
+		ociimage.Program(demosinkImage, filepath.Join(dir, "demosink")),
+	)
 }

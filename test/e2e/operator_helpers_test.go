@@ -205,11 +205,7 @@ func waitReceiver(t *testing.T, ns, name string, n int, timeout time.Duration) *
 		}
 		return nil
 	})
-	svc, err := cluster.Client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.clusterIP = svc.Spec.ClusterIP
+	r.clusterIP = waitService(t, ns, name, timeout)
 	t.Logf("CallbackReceiver %s/%s ready with %d pod(s) after %s", ns, name, n, time.Since(start).Round(time.Millisecond))
 	return r
 }

@@ -22,7 +22,7 @@ func TestSamplesDeliverSignedCallbacks(t *testing.T) {
 	start := time.Now()
 	applyK(t, ns, samplesDir())
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 	t.Logf("samples applied and ready in %s", time.Since(start).Round(time.Millisecond))
 	st := rcv.cr.Status
 	if want := "http://" + sampleName + "." + ns + ".svc.cluster.local" + samplePath; st.URL != want {

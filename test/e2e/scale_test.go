@@ -24,7 +24,7 @@ func TestScaleWhileTrafficFlows(t *testing.T) {
 	ns := newNamespace(t, "e2e-scale")
 	applyK(t, ns, samplesDir())
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 
 	var next atomic.Int64
 	tr := startTraffic(rcv.url(), sampleToken, &next, 4, 50*time.Millisecond)

@@ -1,20 +1,22 @@
 package e2e
 
 // Smoke tests of the local cluster itself, with plain Deployments (no operator): they prove
-// that pods run as a kubelet would run them, with their own addresses, Services, endpoints,
-// scaling, graceful deletion and garbage collection, so that the operator's end-to-end tests
-// can trust what they see.
+// that the node runs pods as any cluster does, with their own addresses, Services, cluster
+// DNS, endpoints, kubectl logs/exec/port-forward, restarts, scaling, graceful deletion and
+// garbage collection, so that the operator's end-to-end tests can trust what they see.
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/imcallback/callback-operator/test/localcluster"
 )
 
 func TestLocalClusterRunsDeploymentPods(t *testing.T) {
@@ -71,7 +75,7 @@ func TestLocalClusterRunsDeploymentPods(t *testing.T) {
 		if len(p.Status.PodIPs) != 1 || p.Status.PodIPs[0].IP != p.Status.PodIP {
 			t.Errorf("pod %s: podIPs %v", p.Name, p.Status.PodIPs)
 		}
-		if p.Status.HostIP != cluster.Slot.Gateway().String() || p.Spec.NodeName != cluster.Agent.NodeName() {
+		if p.Status.HostIP != cluster.Slot.NodeIP().String() || p.Spec.NodeName != localcluster.NodeName {
 			t.Errorf("pod %s: hostIP %q node %q", p.Name, p.Status.HostIP, p.Spec.NodeName)
 		}
 		if p.Status.Phase != corev1.PodRunning || p.Status.StartTime == nil {
@@ -121,11 +125,36 @@ func TestLocalClusterRunsDeploymentPods(t *testing.T) {
 		if log := readLog(t, ns, p.Name, "app"); !strings.Contains(log, startLine) {
 			t.Errorf("pod %s: log file lacks the start line: %q", p.Name, log)
 		}
-		// kubectl logs reaches the node agent through the API server, as it reaches a kubelet.
+		// kubectl logs and exec reach the kubelet through the API server.
 		out, err := cluster.Kubectl(ctx, "logs", "-n", ns, p.Name, "--tail=5").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), startLine) {
 			t.Errorf("kubectl logs %s: %v: %s", p.Name, err, out)
 		}
+		out, err = cluster.Kubectl(ctx, "exec", "-n", ns, p.Name, "--", "/podapp", "--once").Output()
+		var ex podappReport
+		if err != nil || json.Unmarshal(out, &ex) != nil || ex.UID != 65532 || ex.Env["POD_NAME"] != p.Name || ex.Hostname != p.Name {
+			t.Errorf("kubectl exec %s -- /podapp --once: %v: %s", p.Name, err, out)
+		}
+	}
+
+	// kubectl port-forward: the host's own loopback to a pod's port, through the kubelet.
+	pf := cluster.Kubectl(ctx, "port-forward", "-n", ns, "pod/"+pods[0].Name, ":8080")
+	pfOut, err := pf.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pf.Process.Kill(); _ = pf.Wait() }()
+	line, err := bufio.NewReader(pfOut).ReadString('\n')
+	local, _, ok := strings.Cut(strings.TrimPrefix(line, "Forwarding from "), " -> ")
+	if err != nil || !ok {
+		t.Fatalf("kubectl port-forward said %q: %v", line, err)
+	}
+	var viaForward podappReport
+	if err := getJSONFromHost("http://"+local+"/", &viaForward); err != nil || viaForward.Env["POD_NAME"] != pods[0].Name {
+		t.Errorf("through kubectl port-forward (%s): %v (answered by %q)", local, err, viaForward.Env["POD_NAME"])
 	}
 
 	// The Service's EndpointSlice lists both pods, ready.
@@ -163,7 +192,8 @@ func TestLocalClusterRunsDeploymentPods(t *testing.T) {
 		return nil
 	})
 
-	// From inside a pod, by the Service's DNS names.
+	// From inside a pod, by the Service's DNS names (CoreDNS).
+	var r0 podappReport
 	for _, name := range []string{"web." + ns + ".svc.cluster.local", "web." + ns, "web"} {
 		var r podappReport
 		u := "http://" + net.JoinHostPort(pods[0].Status.PodIP, "8080") + "/get?url=" + url.QueryEscape("http://"+name+"/")
@@ -172,6 +202,11 @@ func TestLocalClusterRunsDeploymentPods(t *testing.T) {
 		} else if _, ok := ips[r.Env["POD_NAME"]]; !ok {
 			t.Errorf("from pod %s to http://%s/: answered by %q", pods[0].Name, name, r.Env["POD_NAME"])
 		}
+	}
+	// Names outside the cluster resolve nowhere: CoreDNS has no upstream.
+	u0 := "http://" + net.JoinHostPort(pods[0].Status.PodIP, "8080") + "/get?url=" + url.QueryEscape("http://example.com/")
+	if err := getJSON(u0, &r0); err == nil || !strings.Contains(err.Error(), "example.com") {
+		t.Errorf("from pod %s to http://example.com/: %v, want a failed lookup", pods[0].Name, err)
 	}
 	// And pod to pod, directly.
 	var r podappReport
@@ -209,10 +244,9 @@ func TestLocalClusterUnknownImage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ns := newNamespace(t, "smoke-image")
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "nope"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "registry.invalid/nothing:1"}}},
-	}
+	spec := podappSpec(nil).Spec
+	spec.Containers[0].Name, spec.Containers[0].Image = "c", "registry.invalid/nothing:1"
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nope"}, Spec: spec}
 	if _, err := cluster.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -224,8 +258,9 @@ func TestLocalClusterUnknownImage(t *testing.T) {
 		if len(p.Status.ContainerStatuses) != 1 || p.Status.ContainerStatuses[0].State.Waiting == nil {
 			return fmt.Errorf("status %+v", p.Status)
 		}
+		// Images are imported, never pulled: the pull fails at once, inside the node.
 		w := p.Status.ContainerStatuses[0].State.Waiting
-		if w.Reason != "ErrImagePull" || !strings.Contains(w.Message, "registry.invalid/nothing:1") || !strings.Contains(w.Message, "--image") {
+		if (w.Reason != "ErrImagePull" && w.Reason != "ImagePullBackOff") || !strings.Contains(w.Message, "registry.invalid/nothing:1") {
 			return fmt.Errorf("waiting %+v", w)
 		}
 		if p.Status.Phase != corev1.PodPending || condition(p, corev1.PodReady) != corev1.ConditionFalse || p.Status.PodIP == "" {
@@ -254,7 +289,7 @@ func TestLocalClusterRestartsContainers(t *testing.T) {
 		}
 	}
 	for name := range cases {
-		var first int
+		var first time.Time
 		eventually(t, 30*time.Second, name+": first run ready", func() error {
 			p, err := cluster.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
@@ -267,7 +302,7 @@ func TestLocalClusterRestartsContainers(t *testing.T) {
 			if err := getJSON("http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", &r); err != nil {
 				return err
 			}
-			first = r.PID
+			first = r.Started
 			return nil
 		})
 		eventually(t, 60*time.Second, name+": restarted", func() error {
@@ -294,13 +329,13 @@ func TestLocalClusterRestartsContainers(t *testing.T) {
 			if err := getJSON("http://"+net.JoinHostPort(p.Status.PodIP, "8080")+"/", &r); err != nil {
 				return err
 			}
-			if r.PID == first {
-				return fmt.Errorf("still the first process %d", first)
+			if r.Started.Equal(first) {
+				return fmt.Errorf("still the first process, started %s", first)
 			}
 			return nil
 		})
 	}
-	if log := readLog(t, ns, "unhealthy", "app"); !strings.Contains(log, "SIGTERM received") {
+	if log := podLogs(t, ns, "unhealthy", "app", true); !strings.Contains(log, "SIGTERM received") {
 		t.Errorf("the liveness failure did not stop the container with SIGTERM: %q", log)
 	}
 }
@@ -332,10 +367,11 @@ func TestLocalClusterGracefulDeletion(t *testing.T) {
 		minLife, maxLife time.Duration
 		killed           bool
 	}{
-		// Exits 3s after SIGTERM, within its 4s grace period.
-		{"polite", 2500 * time.Millisecond, 4 * time.Second, false},
+		// Exits 3s after SIGTERM, within its 4s grace period (the kubelet then reports and
+		// removes the pod, which takes a moment).
+		{"polite", 2500 * time.Millisecond, 8 * time.Second, false},
 		// Ignores SIGTERM: SIGKILL at the end of the 4s grace period.
-		{"stubborn", 3500 * time.Millisecond, 7 * time.Second, true},
+		{"stubborn", 3500 * time.Millisecond, 10 * time.Second, true},
 	} {
 		pods := waitAvailable(t, ns, tc.name, 1, 60*time.Second)
 		pod := pods[0]
@@ -343,6 +379,8 @@ func TestLocalClusterGracefulDeletion(t *testing.T) {
 		if err := getJSON("http://"+net.JoinHostPort(pod.Status.PodIP, "8080")+"/", &r); err != nil {
 			t.Fatal(err)
 		}
+		pid := containerPID(t, currentPod(t, ns, pod.Name), "app")
+		logs := followLogs(t, ns, pod.Name, "app")
 		eventually(t, 20*time.Second, tc.name+": endpoint ready", func() error {
 			if c := endpointConditions(t, ns, tc.name)[pod.Status.PodIP]; !c.ready {
 				return fmt.Errorf("%+v", c)
@@ -378,15 +416,15 @@ func TestLocalClusterGracefulDeletion(t *testing.T) {
 		if !sawTerminating {
 			t.Errorf("%s: the EndpointSlice never showed the pod as terminating", tc.name)
 		}
-		log := readLog(t, ns, pod.Name, "app")
+		log := logs()
 		if !strings.Contains(log, "SIGTERM received") {
 			t.Errorf("%s: no SIGTERM in the log: %q", tc.name, log)
 		}
 		if exitedCleanly := strings.Contains(log, "exiting after SIGTERM"); exitedCleanly == tc.killed {
 			t.Errorf("%s: clean exit %v, want %v: %q", tc.name, exitedCleanly, !tc.killed, log)
 		}
-		if err := syscall.Kill(r.PID, 0); err == nil {
-			t.Errorf("%s: process %d still alive", tc.name, r.PID)
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			t.Errorf("%s: process %d still alive", tc.name, pid)
 		}
 		// The Deployment replaced it.
 		waitAvailable(t, ns, tc.name, 1, 60*time.Second)
@@ -394,7 +432,8 @@ func TestLocalClusterGracefulDeletion(t *testing.T) {
 }
 
 // TestLocalClusterScalesAndCollectsGarbage: scale up and down through the Deployment, then
-// delete it: the garbage collector removes ReplicaSets and pods, the agent their sandboxes.
+// delete it: the garbage collector removes ReplicaSets and pods, the kubelet their sandboxes
+// (the CNI plugin releases their addresses).
 func TestLocalClusterScalesAndCollectsGarbage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -433,7 +472,7 @@ func TestLocalClusterScalesAndCollectsGarbage(t *testing.T) {
 		}
 		ip := p.Status.PodIP
 		eventually(t, 20*time.Second, "scaled-down pod's sandbox removed", func() error {
-			if slices.Contains(cluster.Agent.PodAddresses(), netip.MustParseAddr(ip)) {
+			if slices.Contains(cluster.AllocatedPodIPs(), netip.MustParseAddr(ip)) {
 				return fmt.Errorf("address %s still in use", ip)
 			}
 			return nil
@@ -460,7 +499,7 @@ func TestLocalClusterScalesAndCollectsGarbage(t *testing.T) {
 	})
 	ip := one[0].Status.PodIP
 	eventually(t, 20*time.Second, "last pod's sandbox removed", func() error {
-		if slices.Contains(cluster.Agent.PodAddresses(), netip.MustParseAddr(ip)) {
+		if slices.Contains(cluster.AllocatedPodIPs(), netip.MustParseAddr(ip)) {
 			return fmt.Errorf("address %s still in use", ip)
 		}
 		return nil

@@ -25,7 +25,7 @@ func TestTokenRotationRollsPods(t *testing.T) {
 	// Two replicas: the rollout replaces pods one by one, so callbacks keep being taken.
 	applyK(t, ns, overlay(t, nil, []kpatch{{"CallbackReceiver", sampleName, "- {op: add, path: /spec/replicas, value: 2}"}}))
 	before := waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
-	waitAvailable(t, ns, sampleSink, 1, time.Minute)
+	waitSink(t, ns, sampleSink)
 
 	oldSum := before.pods[0].Annotations[tokenChecksumAnnotation]
 	if !strings.HasPrefix(oldSum, "sha256:") || strings.Contains(oldSum, sampleToken) {

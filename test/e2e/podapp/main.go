@@ -1,7 +1,7 @@
 // Command podapp is the program the end-to-end smoke tests run in pods: it reports what it
 // sees (its args, environment, user, address), fetches URLs from inside the pod, and
 // misbehaves on request (exits, turns unhealthy, ignores SIGTERM) so the tests can watch the
-// node agent react as a kubelet would.
+// kubelet react.
 package main
 
 import (
@@ -36,6 +36,7 @@ func main() {
 	unhealthyAfter := flag.Duration("unhealthy-after", 0, "fail /healthz after this long (0: never)")
 	ignoreTerm := flag.Bool("ignore-sigterm", false, "log SIGTERM but keep running")
 	shutdownDelay := flag.Duration("shutdown-delay", 0, "after SIGTERM, fail /readyz and keep serving this long before exiting")
+	once := flag.Bool("once", false, "print the report (what GET / answers) and exit: for kubectl exec")
 	var notes notesFlag
 	flag.Var(&notes, "note", "any text, reported back in args (repeatable)")
 	flag.Parse()
@@ -49,6 +50,10 @@ func main() {
 	}
 	host, _ := os.Hostname()
 	report := Report{Args: os.Args[1:], Env: env, UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid(), Started: started, Hostname: host}
+	if *once {
+		_ = json.NewEncoder(os.Stdout).Encode(report)
+		return
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
-	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,13 +38,17 @@ func eventually(t *testing.T, timeout time.Duration, what string, check func() e
 	}
 }
 
-// newNamespace makes a namespace for one test and deletes it (waiting until it is gone, so
-// its pods are stopped) when the test ends.
+// newNamespace makes a namespace for one test, enforcing the restricted Pod Security Standard
+// (as namespaces holding receivers should), and deletes it (waiting until it is gone, so its
+// pods are stopped) when the test ends.
 func newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
 	ctx := context.Background()
 	name := fmt.Sprintf("%s-%06d", prefix, rand.IntN(1000000))
-	_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	_, err := cluster.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   name,
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"},
+	}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,16 +72,20 @@ func newNamespace(t *testing.T, prefix string) string {
 }
 
 // podappSpec is a pod template running podapp with the given args, as the contract's
-// receiver pods look: non-root, named ports, HTTP probes on a named port.
+// receiver pods look: restricted (non-root, no privilege escalation, no capabilities,
+// RuntimeDefault seccomp, read-only root), named ports, HTTP probes on a named port.
 func podappSpec(labels map[string]string, args ...string) corev1.PodTemplateSpec {
-	nonRoot, uid, no := true, int64(65532), false
+	nonRoot, uid, no, yes := true, int64(65532), false, true
 	grace := int64(10)
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
 		Spec: corev1.PodSpec{
 			AutomountServiceAccountToken:  &no,
 			TerminationGracePeriodSeconds: &grace,
-			SecurityContext:               &corev1.PodSecurityContext{RunAsNonRoot: &nonRoot, RunAsUser: &uid},
+			SecurityContext: &corev1.PodSecurityContext{
+				RunAsNonRoot: &nonRoot, RunAsUser: &uid,
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
 			Containers: []corev1.Container{{
 				Name:    "app",
 				Image:   podappImage,
@@ -90,7 +100,11 @@ func podappSpec(labels map[string]string, args ...string) corev1.PodTemplateSpec
 					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
 					PeriodSeconds: 1,
 				},
-				SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: &no},
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: &no,
+					ReadOnlyRootFilesystem:   &yes,
+					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				},
 			}},
 		},
 	}
@@ -150,6 +164,38 @@ func waitAvailable(t *testing.T, ns, name string, n int, timeout time.Duration) 
 	return pods
 }
 
+// waitService waits until a Service's ClusterIP accepts connections on its first port, seen
+// from the node: kube-proxy has programmed at least one endpoint (it follows EndpointSlices
+// a moment later; until then a connection is refused). It returns the ClusterIP.
+func waitService(t *testing.T, ns, name string, timeout time.Duration) string {
+	t.Helper()
+	var addr string
+	eventually(t, timeout, fmt.Sprintf("Service %s/%s answering on its ClusterIP", ns, name), func() error {
+		svc, err := cluster.Client.CoreV1().Services(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		addr = net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		c, err := cluster.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+	host, _, _ := net.SplitHostPort(addr)
+	return host
+}
+
+// waitSink waits until a demo sink (Deployment and Service of one name) has one ready pod
+// and its Service answers.
+func waitSink(t *testing.T, ns, name string) {
+	t.Helper()
+	waitAvailable(t, ns, name, 1, time.Minute)
+	waitService(t, ns, name, time.Minute)
+}
+
 func podReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
@@ -168,20 +214,32 @@ func condition(p *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus 
 	return ""
 }
 
-// podappReport is what podapp answers on GET /.
+// podappReport is what podapp answers on GET / (and prints with --once).
 type podappReport struct {
-	Args []string          `json:"args"`
-	Env  map[string]string `json:"env"`
-	UID  int               `json:"uid"`
-	PID  int               `json:"pid"`
+	Args     []string          `json:"args"`
+	Env      map[string]string `json:"env"`
+	UID      int               `json:"uid"`
+	PID      int               `json:"pid"`
+	Started  time.Time         `json:"started"`
+	Hostname string            `json:"hostname"`
 }
 
 // httpClient opens a new connection per request, so that requests through a ClusterIP are
-// spread over the endpoints (the proxy balances connections, not requests).
+// spread over the endpoints (kube-proxy balances connections, not requests). TestMain
+// makes it dial from the node's network namespace: pod IPs and ClusterIPs are reachable.
 var httpClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
-func getJSON(url string, into any) error {
-	resp, err := httpClient.Get(url)
+// getJSON GETs a URL inside the node (a pod IP or ClusterIP) and decodes the JSON answer.
+func getJSON(url string, into any) error { return getJSONWith(httpClient, url, into) }
+
+// hostClient connects from the host's own network namespace (127.0.0.1 is the host's).
+var hostClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// getJSONFromHost GETs a URL of the host, such as a kubectl port-forward's.
+func getJSONFromHost(url string, into any) error { return getJSONWith(hostClient, url, into) }
+
+func getJSONWith(client *http.Client, url string, into any) error {
+	resp, err := client.Get(url)
 	if err != nil {
 		return err
 	}
@@ -193,11 +251,51 @@ func getJSON(url string, into any) error {
 	return json.Unmarshal(body, into)
 }
 
-func readLog(t *testing.T, ns, pod, container string) string {
+// podLogs is a container's log as `kubectl logs` shows it (previous: of the container's
+// last terminated run).
+func podLogs(t *testing.T, ns, pod, container string, previous bool) string {
 	t.Helper()
-	b, err := os.ReadFile(cluster.Agent.LogPath(ns, pod, container))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := cluster.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Previous: previous}).DoRaw(ctx)
 	if err != nil {
-		t.Fatalf("log of %s/%s/%s: %v", ns, pod, container, err)
+		t.Fatalf("logs of %s/%s/%s (previous %v): %v", ns, pod, container, previous, err)
 	}
 	return string(b)
+}
+
+// readLog is the log of a container's current run.
+func readLog(t *testing.T, ns, pod, container string) string {
+	t.Helper()
+	return podLogs(t, ns, pod, container, false)
+}
+
+// followLogs streams a container's log from now on (as `kubectl logs -f`), so that what it
+// writes until it exits is kept even once the pod is deleted. The function returned waits
+// (up to a minute) for the stream to end and returns the log.
+func followLogs(t *testing.T, ns, pod, container string) func() string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	stream, err := cluster.Client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+	if err != nil {
+		cancel()
+		t.Fatalf("following the log of %s/%s/%s: %v", ns, pod, container, err)
+	}
+	var buf strings.Builder
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&buf, stream)
+		stream.Close()
+	}()
+	return func() string {
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Errorf("the log stream of %s/%s did not end", ns, pod)
+		}
+		cancel()
+		<-done
+		return buf.String()
+	}
 }
