@@ -114,9 +114,10 @@ test: verify-generated vet lint control-plane node node-packages ## Everything: 
 	go test -run='^$$' -fuzz=FuzzAnswerErrorCode -fuzztime=$(FUZZTIME) ./receiver
 
 .PHONY: bench
-bench: build control-plane ## Benchmarks: receiver (with and without spool) against bare net/http and an ideal forwarder, handler allocations, controller at scale.
+bench: build control-plane ## Benchmarks: receiver (with and without spool) against bare net/http and an ideal forwarder, decisions, abuse, handler allocations, controller at scale.
 	hack/bench-receiver.sh
-	hack/bench-decisions-abuse.sh
+	hack/bench-decisions.sh
+	hack/bench-abuse.sh
 	go test -run='^$$' -bench=. -benchmem ./receiver/...
 	go test -run='^$$' -bench=AppendWhileWaking -benchtime=20000x -cpu=1,2 ./receiver/spool
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/bench-controller --manager=bin/manager

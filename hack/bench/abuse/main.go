@@ -1,4 +1,4 @@
-// Command abuse is hack/bench-receiver.sh's abuse run: many clients send large bodies to the
+// Command abuse is hack/bench-abuse.sh's abuse run: many clients send large bodies to the
 // receiver as fast as they can (with a bad Sign, or with a valid one as a client holding a
 // captured URL would), while valid callbacks are sent at a fixed rate beside them. It prints
 // the valid callbacks' latency (from each one's scheduled time, so stalls are not hidden) and

@@ -1,5 +1,6 @@
-// Command loadgen is hack/bench-receiver.sh's open-loop load generator for latency at a fixed
-// rate (wrk2 is not packaged in Debian; wrk is closed-loop, so its latencies hide queueing).
+// Command loadgen is the open-loop load generator of the hack/bench-*.sh benchmarks, for
+// latency at a fixed rate (wrk2 is not packaged in Debian; wrk is closed-loop, so its
+// latencies hide queueing).
 // Requests are scheduled at exact intervals and each latency is measured from its scheduled
 // time, not from when a connection was free, so stalls are not hidden (coordinated omission
 // is accounted for, as wrk2 does).

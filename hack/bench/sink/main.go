@@ -1,5 +1,6 @@
 // Command sink is an accept-all CloudEvents sink for trying the receiver out and for
-// hack/bench-receiver.sh. Every POST is answered 202 and counted; GET /count returns the count.
+// the hack/bench-*.sh benchmarks. Every POST is answered 202 and counted; GET /count returns
+// the count.
 //
 //	go run ./hack/bench/sink -listen 127.0.0.1:8081 -v     # print each event (demo)
 //	go run ./hack/bench/sink -listen 127.0.0.1:8081 -raw   # minimal HTTP/1.1 loop (benchmark)
