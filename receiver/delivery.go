@@ -109,7 +109,10 @@ func (r *Receiver) deliver(ctx context.Context, it *item) bool {
 		r.fail(&ev, it, "no route for "+it.command+" under the current flags")
 		return true
 	}
-	attempts, why := r.send(ctx, rt.url, &ev, r.metrics.attemptSink, &rt.health)
+	// With a dead-letter sink, the sink's outage sends events there after their retries, as
+	// Knative's delivery contract says; without one, an outage must not fail them: they wait
+	// (held) in the spool until the sink is back.
+	attempts, why := r.send(ctx, rt.url, &ev, r.metrics.attemptSink, &rt.health, r.dlsURL == nil)
 	if why == "" {
 		r.metrics.delivered.Inc()
 		rt.delivered.Inc()
@@ -123,7 +126,7 @@ func (r *Receiver) deliver(ctx context.Context, it *item) bool {
 	if r.dlsURL != nil && ctx.Err() == nil {
 		ev.SetExtension(ExtDeadLetterReason, why)
 		ev.SetExtension(ExtDeadLetterAttempts, int32(attempts))
-		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS, &r.dlsHealth)
+		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS, &r.dlsHealth, true)
 		if dlWhy == "" {
 			r.metrics.deadLettered.Inc()
 			rt.deadLettered.Inc()
@@ -160,11 +163,12 @@ func (r *Receiver) fail(ev *event.Event, it *item, why string) {
 }
 
 // send makes up to 1+Retry attempts to deliver ev to target. It returns the number of attempts
-// and "" on success, or why the last attempt failed. With a spool, a retryable failure after
-// the last retry does not end it while the target accepted nothing since the attempt before
-// began (an outage, not this event's fault): the event is held and retried, at most
+// and "" on success, or why the last attempt failed. With a spool and holdThroughOutage (the
+// event has nowhere else to go: no dead-letter sink after this target), a retryable failure
+// after the last retry does not end it while the target accepted nothing since the attempt
+// before began (an outage, not this event's fault): the event is held and retried, at most
 // maxOutageBackoff apart (jittered), until the target is back or the shutdown timeout ends it.
-func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth) (int, string) {
+func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth, holdThroughOutage bool) (int, string) {
 	var start time.Time
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -192,7 +196,7 @@ func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, o
 		// The sink's Retry-After, when longer than the backoff, wins (up to MaxRetryAfter).
 		wait := max(r.backoff(attempt), min(retryAfter, r.cfg.MaxRetryAfter))
 		if attempt > r.cfg.Retry {
-			if r.spool == nil || health.acceptedSince(prevStart) {
+			if r.spool == nil || !holdThroughOutage || health.acceptedSince(prevStart) {
 				return attempt, why
 			}
 			// Jittered, so that the held events' attempts spread out and the first one after

@@ -373,6 +373,7 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	fmt.Fprintf(&b, "  kubectl get nodes -o wide    # kubelet %s on %s, in network namespace %s\n",
 		node.Status.NodeInfo.KubeletVersion, node.Status.NodeInfo.ContainerRuntimeVersion, cluster.NodeNetns())
 	fmt.Fprintf(&b, "\nCallbackReceiver %s/%s is Ready at %s.\n", c.namespace, c.receiver, statusURL)
+	b.WriteString(consoleURL(obj))
 	fmt.Fprintf(&b, "This host's %s is forwarded to its Service (ClusterIP %s:%d, inside the node) while the cluster runs.\n", local, clusterIP, port)
 	b.WriteString("\nSend a signed Sns.CallbackBlackListDelete callback:\n\n")
 	if secret != "" {
@@ -392,6 +393,22 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	fmt.Fprintf(&b, "The manager: %s --kubeconfig %s -n %s logs deploy/%s\n", kubectl, cluster.Kubeconfig, localcluster.OperatorNamespace, localcluster.ManagerDeployment)
 	fmt.Fprintf(&b, "Logs of the daemons: %s\n\n", cluster.LogDir)
 	return b.String(), nil
+}
+
+// consoleURL says what to paste into the IM console: status.callbackURL once the receiver
+// is exposed (spec.ingress or spec.httpRoute), else what the Exposed condition says is
+// missing.
+func consoleURL(obj *unstructured.Unstructured) string {
+	if u, _, _ := unstructured.NestedString(obj.Object, "status", "callbackURL"); u != "" {
+		return "Paste into the IM console (Callback configuration, callback URL): " + u + "\n"
+	}
+	conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Exposed" {
+			return fmt.Sprintf("No URL for the IM console yet (%v): %v\n", m["reason"], m["message"])
+		}
+	}
+	return ""
 }
 
 // followSink copies the demo sink's output to the terminal (kubectl logs -f, again whenever

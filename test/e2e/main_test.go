@@ -50,6 +50,8 @@ const (
 	receiverImage = "ghcr.io/imcallback/callback-operator:e2e"
 	// podappImage runs test/e2e/podapp, the smoke tests' program.
 	podappImage = "example.com/e2e/podapp:test"
+	// moderatorImage runs hack/moderator, the decision service of the moderation sample.
+	moderatorImage = "example.com/e2e/moderator:test"
 	// demosinkImage is the sample sink's image, here the demo sink (hack/demosink).
 	demosinkImage = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_display:latest"
 )
@@ -166,10 +168,11 @@ func buildImages(root, workDir string) (string, error) {
 		return "", err
 	}
 	for name, pkg := range map[string]string{
-		"podapp":   "./test/e2e/podapp",
-		"demosink": "./hack/demosink",
-		"manager":  "./cmd/manager",
-		"receiver": "./cmd/receiver",
+		"podapp":    "./test/e2e/podapp",
+		"demosink":  "./hack/demosink",
+		"moderator": "./hack/moderator",
+		"manager":   "./cmd/manager",
+		"receiver":  "./cmd/receiver",
 	} {
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), pkg)
 		cmd.Dir = root
@@ -183,5 +186,6 @@ func buildImages(root, workDir string) (string, error) {
 		ociimage.Operator(receiverImage, filepath.Join(dir, "manager"), filepath.Join(dir, "receiver")),
 		ociimage.Program(podappImage, filepath.Join(dir, "podapp")),
 		ociimage.Program(demosinkImage, filepath.Join(dir, "demosink")),
+		ociimage.Program(moderatorImage, filepath.Join(dir, "moderator")),
 	)
 }
