@@ -130,9 +130,11 @@ spec:
 `
 
 // TestSinkFailingDeadLettersOrFails: the sink answers every event 503. With a dead-letter
-// sink, each event goes there after the last retry, with the dead-letter extensions; once
-// the dead-letter sink is removed from the spec (a rollout), events are counted failed and
-// logged whole. Counts stay exact across the rollout.
+// sink, each event goes there after the last retry, with the dead-letter extensions. Once
+// the dead-letter sink is removed from the spec (a rollout), a sink that takes nothing is
+// down: events wait in the spool, failing nothing; when it answers them with an error that
+// is theirs (400), they are counted failed and logged whole. Counts stay exact across the
+// rollout.
 func TestSinkFailingDeadLettersOrFails(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, "e2e-deadletter")
@@ -195,7 +197,8 @@ func TestSinkFailingDeadLettersOrFails(t *testing.T) {
 	n := int64(len(sent))
 	waitCounts(t, ns, sampleName, cbv1.Counts{Received: n, Accepted: n, DeadLettered: n, Pairs: n}, 30*time.Second)
 
-	// Without a dead-letter sink: failed, and logged whole.
+	// Without a dead-letter sink: held while the sink is down, failed and logged whole once
+	// the sink refuses them.
 	kubectl(t, "patch", "cbr", sampleName, "-n", ns, "--type=json", "-p", `[{"op":"remove","path":"/spec/delivery/deadLetterSink"}]`)
 	waitRolled(t, ns, sampleName, rcv.pods, 2*time.Minute)
 	rolled := waitReceiver(t, ns, sampleName, 1, time.Minute)
@@ -209,9 +212,21 @@ func TestSinkFailingDeadLettersOrFails(t *testing.T) {
 		failed = append(failed, c)
 	}
 	m := int64(len(failed))
+	eventually(t, 30*time.Second, "the events waiting in the spool while the sink takes nothing", func() error {
+		cr, err := getCR(t, ns, sampleName)
+		if err != nil {
+			return err
+		}
+		if c := cr.Status.Counts; c.Accepted != n+m || c.Failed != 0 || cr.Status.Spool == nil || cr.Status.Spool.Events != m {
+			return fmt.Errorf("counts %+v, spool %+v", c, cr.Status.Spool)
+		}
+		return nil
+	})
+	kubectl(t, "patch", "deployment", sampleSink, "-n", ns, "--type=json", "-p",
+		`[{"op":"replace","path":"/spec/template/spec/containers/0/args","value":["--status=400"]}]`)
 	waitCounts(t, ns, sampleName, cbv1.Counts{
 		Received: n + m, Accepted: n + m, DeadLettered: n, Failed: m, Pairs: n + m,
-	}, 30*time.Second)
+	}, time.Minute)
 	log := readLog(t, ns, rolled.pods[0].Name, "receiver")
 	for i, c := range failed {
 		if !strings.Contains(log, c.eventID()) || !strings.Contains(log, fmt.Sprintf("peer-%d-0", 100+i)) {
