@@ -146,7 +146,7 @@ func TestHTTPSAndCertificateRenewal(t *testing.T) {
 				code, err := send(c)
 				mu.Lock()
 				if err != nil || code != http.StatusOK {
-					failures = append(failures, fmt.Errorf("%d %v", code, err))
+					failures = append(failures, fmt.Errorf("answer %d: %w", code, err))
 				} else {
 					sent = append(sent, c)
 				}
