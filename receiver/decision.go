@@ -156,16 +156,7 @@ func newDecisionTransport() *http.Transport {
 // with the decision service, and IM's reply (always 200). Nothing is queued or retried: IM
 // waits for this answer for 2 seconds.
 func (r *Receiver) decide(w http.ResponseWriter, req *http.Request, start time.Time, ds *decisionService, p *callbackParams, received time.Time, body []byte) {
-	it := item{
-		received:       received,
-		sdkAppID:       p.sdkAppID,
-		command:        p.command,
-		clientIP:       p.clientIP,
-		optPlatform:    p.optPlatform,
-		hasClientIP:    p.hasClientIP,
-		hasOptPlatform: p.hasOptPlatform,
-		body:           body, // read-only, and only until the exchange ends: no copy
-	}
+	it := itemOf(p, received, body) // the body only until the exchange ends: no copy
 	bufp := answerPool.Get().(*[]byte)
 	defer putAnswer(bufp)
 

@@ -44,6 +44,20 @@ type item struct {
 	body                                     []byte
 }
 
+// itemOf is the callback of a request that passed every check, received at received.
+func itemOf(p *callbackParams, received time.Time, body []byte) item {
+	return item{
+		received:       received,
+		sdkAppID:       p.sdkAppID,
+		command:        p.command,
+		clientIP:       p.clientIP,
+		optPlatform:    p.optPlatform,
+		hasClientIP:    p.hasClientIP,
+		hasOptPlatform: p.hasOptPlatform,
+		body:           body,
+	}
+}
+
 // EventID is the id of the CloudEvent made from a callback: the first 32 hex digits of
 // SHA-256(SdkAppid "\n" CallbackCommand "\n" body). IM redelivering a callback gives the same
 // id; so do two identical actions (block, unblock, block again), which is why consumers should

@@ -142,17 +142,8 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 	}
 
 	// 11: queue.
-	it := &item{
-		received:       received,
-		sdkAppID:       p.sdkAppID,
-		command:        p.command,
-		clientIP:       p.clientIP,
-		optPlatform:    p.optPlatform,
-		hasClientIP:    p.hasClientIP,
-		hasOptPlatform: p.hasOptPlatform,
-		body:           body, // enqueue copies it
-	}
-	u := r.enqueue(it)
+	it := itemOf(&p, received, body) // enqueue copies the body
+	u := r.enqueue(&it)
 	if r.replay != nil {
 		r.replay.settle(replayKey, claim, u == available)
 	}

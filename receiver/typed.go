@@ -60,38 +60,16 @@ func checkMessage(body []byte, target string) *bodyError {
 		return payloadError("To_Account must be a non-empty string")
 	case target == "GroupId" && !nonEmptyString(body, group):
 		return payloadError("GroupId must be a non-empty string")
-	case !msgBody.present() || body[msgBody.start] != '[':
-		return payloadError("MsgBody must be a non-empty array")
 	}
-	n := 0
-	var perr *bodyError
-	walkArray(body, msgBody.start, func(elem span) bool {
-		at := "MsgBody[" + strconv.Itoa(n) + "]"
-		n++
-		if body[elem.start] != '{' {
-			perr = payloadError(at + " must be an object")
-			return false
-		}
-		var e [2]span // elementMembers
-		if dup := findMembers(body, elem.start, elementMembers, e[:]); dup != "" {
-			perr = duplicateMember(at+" ", dup)
-			return false
-		}
+	return eachObject(body, msgBody, "MsgBody", elementMembers, func(at string, e []span) *bodyError {
 		switch {
 		case !nonEmptyString(body, e[0]):
-			perr = payloadError(at + ".MsgType must be a non-empty string")
+			return payloadError(at + ".MsgType must be a non-empty string")
 		case !e[1].present() || body[e[1].start] != '{':
-			perr = payloadError(at + ".MsgContent must be an object")
+			return payloadError(at + ".MsgContent must be an object")
 		}
-		return perr == nil
+		return nil
 	})
-	if perr != nil {
-		return perr
-	}
-	if n == 0 {
-		return payloadError("MsgBody must be a non-empty array")
-	}
-	return nil
 }
 
 func checkPrevFriendAdd(body []byte) *bodyError {
@@ -99,37 +77,47 @@ func checkPrevFriendAdd(body []byte) *bodyError {
 	if dup := findMembers(body, skipSpace(body, 0), prevFriendMembers, m[:]); dup != "" {
 		return duplicateMember("body ", dup)
 	}
-	from, items := m[0], m[1]
-	switch {
-	case !nonEmptyString(body, from):
+	if !nonEmptyString(body, m[0]) {
 		return payloadError("From_Account must be a non-empty string")
-	case !items.present() || body[items.start] != '[':
-		return payloadError("FriendItem must be a non-empty array")
+	}
+	return eachObject(body, m[1], "FriendItem", friendItemMembers, func(at string, e []span) *bodyError {
+		if !nonEmptyString(body, e[0]) {
+			return payloadError(at + ".To_Account must be a non-empty string")
+		}
+		return nil
+	})
+}
+
+// eachObject checks the member arr, named name, of a body: a non-empty array of objects,
+// each holding members at most once (in any letter case); check gets each one's members
+// (in the order of members) and its place for messages, such as MsgBody[2].
+func eachObject(body []byte, arr span, name string, members []string, check func(at string, m []span) *bodyError) *bodyError {
+	if !arr.present() || body[arr.start] != '[' {
+		return payloadError(name + " must be a non-empty array")
 	}
 	n := 0
 	var perr *bodyError
-	walkArray(body, items.start, func(elem span) bool {
-		at := "FriendItem[" + strconv.Itoa(n) + "]"
+	fields := make([]span, len(members))
+	walkArray(body, arr.start, func(elem span) bool {
+		at := name + "[" + strconv.Itoa(n) + "]"
 		n++
 		if body[elem.start] != '{' {
 			perr = payloadError(at + " must be an object")
 			return false
 		}
-		var e [1]span // friendItemMembers
-		if dup := findMembers(body, elem.start, friendItemMembers, e[:]); dup != "" {
+		clear(fields)
+		if dup := findMembers(body, elem.start, members, fields); dup != "" {
 			perr = duplicateMember(at+" ", dup)
 			return false
 		}
-		if !nonEmptyString(body, e[0]) {
-			perr = payloadError(at + ".To_Account must be a non-empty string")
-		}
+		perr = check(at, fields)
 		return perr == nil
 	})
 	if perr != nil {
 		return perr
 	}
 	if n == 0 {
-		return payloadError("FriendItem must be a non-empty array")
+		return payloadError(name + " must be a non-empty array")
 	}
 	return nil
 }
