@@ -39,6 +39,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/imcallback/callback-operator/internal/ociimage"
 	"github.com/imcallback/callback-operator/test/localcluster"
@@ -107,10 +108,12 @@ func runMain(m *testing.M) (code int) {
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(clusterLog, time.Now().Format("15:04:05.000 ")+format+"\n", args...)
 	}
-	klog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(clusterLog, nil))) // client-go's
+	clientLog := logr.FromSlogHandler(slog.NewTextHandler(clusterLog, nil))
+	klog.SetLogger(clientLog)  // client-go's
+	crlog.SetLogger(clientLog) // controller-runtime's client: unset, it prints a stack trace in the test output
 
-	// The host's own values, unless another local cluster's kubelet changed them already.
-	sysctlsBefore, hostPristine := localcluster.ReadSysctls(), !localcluster.ClustersRunning()
+	// The host's own values, even when a cluster that died (or still runs) changed them already.
+	sysctlsBefore := localcluster.HostSysctls()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	start = time.Now()
@@ -139,7 +142,7 @@ func runMain(m *testing.M) (code int) {
 			fmt.Fprintf(os.Stderr, "e2e: FAIL: the local cluster left behind: %q\n", left)
 			code = 1
 		}
-		if after := localcluster.ReadSysctls(); hostPristine && !localcluster.OtherClustersRunning(&slot) && !maps.Equal(after, sysctlsBefore) {
+		if after := localcluster.ReadSysctls(); !localcluster.OtherClustersRunning(&slot) && !maps.Equal(after, sysctlsBefore) {
 			fmt.Fprintf(os.Stderr, "e2e: FAIL: sysctls %v after the cluster, %v before\n", after, sysctlsBefore)
 			code = 1
 		}

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -317,15 +318,23 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
-// ClustersRunning tells whether a local cluster (whose kubelet may have changed the host's
-// sysctls) runs on this machine.
-func ClustersRunning() bool {
-	running := false
+// HostSysctls returns the host's own values of the kernel parameters the kubelet changes:
+// those a cluster recorded before its kubelet started, whether it still runs or died without
+// putting them back (the next cluster to start or the last to stop restores them), or else the
+// current ones. A check that nothing is left compares against these, not against what it
+// happens to read at its start.
+func HostSysctls() map[string]string {
+	var recorded map[string]string
 	_ = withHostState(func(st *hostState) (*hostState, error) {
-		running = st != nil && len(st.Users) > 0
+		if st != nil {
+			recorded = maps.Clone(st.Sysctls)
+		}
 		return st, nil
 	})
-	return running
+	if recorded != nil {
+		return recorded
+	}
+	return ReadSysctls()
 }
 
 // OtherClustersRunning tells whether another cluster whose kubelet may have changed the host's
