@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -211,21 +210,7 @@ func TestComputeStatusTLSAndExposure(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cr := statusResource(c.change)
-			f := healthy()
-			if c.facts != nil {
-				c.facts(&f)
-			}
-			st := ComputeStatus(cr, f)
-			for typ, want := range c.want {
-				got := meta.FindStatusCondition(st.Conditions, typ)
-				if got == nil {
-					t.Fatalf("no %s condition", typ)
-				}
-				if (cond{got.Status, got.Reason, got.Message}) != want {
-					t.Errorf("%s = %s %s %q\nwant   %s %s %q", typ, got.Status, got.Reason, got.Message, want.status, want.reason, want.message)
-				}
-			}
+			_, st := checkComputedStatus(t, c.change, c.facts, c.want)
 			if st.CallbackURL != c.callbackURL {
 				t.Errorf("callbackURL %q, want %q", st.CallbackURL, c.callbackURL)
 			}

@@ -53,6 +53,28 @@ func deployment(ready int32, available corev1.ConditionStatus, message string) *
 
 const statusImage = "ghcr.io/imcallback/callback-operator:v1"
 
+// checkComputedStatus computes the status of statusResource(change) from healthy facts
+// changed by facts, and checks that it has the conditions in want.
+func checkComputedStatus(t *testing.T, change func(*cbv1.CallbackReceiver), facts func(*Facts), want map[string]cond) (*cbv1.CallbackReceiver, cbv1.CallbackReceiverStatus) {
+	t.Helper()
+	cr := statusResource(change)
+	f := healthy()
+	if facts != nil {
+		facts(&f)
+	}
+	st := ComputeStatus(cr, f)
+	for typ, w := range want {
+		got := meta.FindStatusCondition(st.Conditions, typ)
+		if got == nil {
+			t.Fatalf("no %s condition", typ)
+		}
+		if (cond{got.Status, got.Reason, got.Message}) != w {
+			t.Errorf("%s = %s %s %q\nwant   %s %s %q", typ, got.Status, got.Reason, got.Message, w.status, w.reason, w.message)
+		}
+	}
+	return cr, st
+}
+
 func healthy() Facts {
 	return Facts{URL: statusURL, SinkURI: statusSink, Image: statusImage, Deployment: deployment(2, corev1.ConditionTrue, "")}
 }
@@ -218,21 +240,9 @@ func TestComputeStatus(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cr := statusResource(c.change)
-			f := healthy()
-			if c.facts != nil {
-				c.facts(&f)
-			}
-			st := ComputeStatus(cr, f)
-			for typ, want := range c.want {
-				got := meta.FindStatusCondition(st.Conditions, typ)
-				if got == nil {
-					t.Fatalf("no %s condition", typ)
-				}
-				if (cond{got.Status, got.Reason, got.Message}) != want {
-					t.Errorf("%s = %s %s %q\nwant   %s %s %q", typ, got.Status, got.Reason, got.Message, want.status, want.reason, want.message)
-				}
-				if got.ObservedGeneration != cr.Generation {
+			cr, st := checkComputedStatus(t, c.change, c.facts, c.want)
+			for typ := range c.want {
+				if got := meta.FindStatusCondition(st.Conditions, typ); got.ObservedGeneration != cr.Generation {
 					t.Errorf("%s observedGeneration %d, want %d", typ, got.ObservedGeneration, cr.Generation)
 				}
 			}
