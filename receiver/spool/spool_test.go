@@ -70,18 +70,8 @@ func drainAll(t *testing.T, s *Spool) []Record {
 func crashCopy(t *testing.T, dir string) string {
 	t.Helper()
 	dst := t.TempDir()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
+	if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return dst
 }
