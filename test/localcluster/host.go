@@ -19,24 +19,36 @@ import (
 
 const cgroupMount = "/sys/fs/cgroup"
 
-// cgroupHierarchies are the mounted cgroup hierarchies (v1 controllers, name=systemd, the
-// unified v2 tree of a hybrid host, or the single v2 tree).
-func cgroupHierarchies() []string {
+// mount is a line of /proc/self/mountinfo: where something is mounted, and its type.
+type mount struct{ point, fstype string }
+
+// mounts lists this process's mounts in the order they were made.
+func mounts() []mount {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	var out []string
+	var out []mount
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		sep := slices.Index(fields, "-")
-		if sep < 0 || sep+1 >= len(fields) || len(fields) < 5 {
+		sep := slices.Index(fields, "-") // optional fields end at "-", the type follows it
+		if sep < 5 || sep+1 >= len(fields) {
 			continue
 		}
-		if t := fields[sep+1]; t == "cgroup" || t == "cgroup2" {
-			out = append(out, unescapeMount(fields[4]))
+		out = append(out, mount{point: unescapeMount(fields[4]), fstype: fields[sep+1]})
+	}
+	return out
+}
+
+// cgroupHierarchies are the mounted cgroup hierarchies (v1 controllers, name=systemd, the
+// unified v2 tree of a hybrid host, or the single v2 tree).
+func cgroupHierarchies() []string {
+	var out []string
+	for _, m := range mounts() {
+		if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+			out = append(out, m.point)
 		}
 	}
 	return out
@@ -127,20 +139,10 @@ func removeCgroups(root string) error {
 
 // mountsUnder lists mount points at or below dir, deepest (last mounted) first.
 func mountsUnder(dir string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		if p := unescapeMount(fields[4]); p == dir || strings.HasPrefix(p, dir+"/") {
-			out = append(out, p)
+	for _, m := range mounts() {
+		if m.point == dir || strings.HasPrefix(m.point, dir+"/") {
+			out = append(out, m.point)
 		}
 	}
 	slices.Reverse(out)
