@@ -97,7 +97,7 @@ func (s *Spool) createSegment(id uint64) (*segment, error) {
 	zeros := make([]byte, min(s.segBytes, 1<<20))
 	copy(zeros, fileMagic)
 	for off := int64(0); off < s.segBytes; off += int64(len(zeros)) {
-		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), s.segBytes-off)], off); err != nil {
+		if _, err := preallocate(f, zeros[:min(int64(len(zeros)), s.segBytes-off)], off); err != nil {
 			return fail(err)
 		}
 		if off == 0 {
@@ -116,6 +116,9 @@ func (s *Spool) createSegment(id uint64) (*segment, error) {
 	return g, nil
 }
 
+// preallocate writes a new segment's zeros; tests replace it to fill the filesystem.
+var preallocate = (*os.File).WriteAt
+
 func (s *Spool) poke() {
 	select {
 	case s.wake <- struct{}{}:
@@ -133,9 +136,9 @@ func (s *Spool) commitLoop() {
 			time.Sleep(wait) // appends arriving meanwhile join this batch
 		}
 		s.mu.Lock()
-		data, n, b := s.pending, s.pendingN, s.batch
+		data, n, b, nb := s.pending, s.pendingN, s.batch, s.pendingB
 		if n > 0 {
-			s.pending, s.pendingN = s.spare[:0], 0
+			s.pending, s.pendingN, s.pendingB = s.spare[:0], 0, 0
 			s.batch = &batch{done: make(chan struct{})}
 			s.inflight = b
 		}
@@ -156,7 +159,10 @@ func (s *Spool) commitLoop() {
 			err := s.commit(data, n)
 			s.mu.Lock()
 			s.spare, s.inflight = data[:0], nil
-			if err != nil && s.err == nil {
+			switch {
+			case errors.Is(err, ErrNoSpace):
+				s.bytes -= nb // not written: the batch's callers are refused, nothing is broken
+			case err != nil && s.err == nil:
 				s.err = fmt.Errorf("spool: %w", err)
 			}
 			s.mu.Unlock()
@@ -180,9 +186,15 @@ func (s *Spool) commit(data []byte, n int64) error {
 	}
 	g := s.active
 	s.mu.Unlock()
-	at := g.size.Load()
-	if at > headerLen && (at+int64(len(data)) > s.segBytes || at+int64(len(data)) > math.MaxUint32) {
+	var at int64
+	if g != nil {
+		at = g.size.Load()
+	}
+	if g == nil || at > headerLen && (at+int64(len(data)) > s.segBytes || at+int64(len(data)) > math.MaxUint32) {
 		if err := s.startSegment(); err != nil {
+			if isNoSpace(err) {
+				return fmt.Errorf("%w: %w", ErrNoSpace, err)
+			}
 			return err
 		}
 		s.mu.Lock()
@@ -247,11 +259,31 @@ func (s *Spool) writeAcks(segs []*segment, data [][]byte) {
 			}
 			g.ack = f
 		}
-		if _, err := g.ack.Write(data[i]); err != nil {
-			s.setErr(err)
+		if n, err := g.ack.Write(data[i]); err != nil {
+			if !isNoSpace(err) {
+				s.setErr(err)
+				continue
+			}
+			// A full filesystem: keep the unwritten done-marks for a later flush (a restart
+			// meanwhile hands their records out again, as after a kill).
+			s.mu.Lock()
+			if !g.removed {
+				if len(g.acks) == 0 {
+					s.ackDirty = append(s.ackDirty, g)
+				}
+				g.acks = append(append([]byte(nil), data[i][n:]...), g.acks...)
+				if !s.ackFlush {
+					s.ackFlush = true
+					time.AfterFunc(ackRetryDelay, s.poke)
+				}
+			}
+			s.mu.Unlock()
 		}
 	}
 }
+
+// ackRetryDelay paces the flushes of done-marks a full filesystem refused.
+const ackRetryDelay = 500 * time.Millisecond
 
 func (s *Spool) setErr(err error) {
 	s.mu.Lock()

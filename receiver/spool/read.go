@@ -15,8 +15,26 @@ func (s *Spool) Next(ctx context.Context) (Record, error) {
 		if err := ctx.Err(); err != nil {
 			return Record{}, err
 		}
-		if s.rseg == nil && !s.advance() {
-			return Record{}, ErrClosed
+		if s.rseg == nil {
+			s.mu.Lock()
+			wait, drained, closed := s.committed, s.drained, s.closed
+			s.mu.Unlock()
+			if !s.advance() {
+				// No segment to read: closed, or opened on a full filesystem (or read-only)
+				// with everything handed out; wait for a segment to be created.
+				switch {
+				case closed:
+					return Record{}, ErrClosed
+				case drained: // nothing is appended after Drain, so no segment is coming
+					return Record{}, ErrDrained
+				}
+				select {
+				case <-wait:
+				case <-ctx.Done():
+					return Record{}, ctx.Err()
+				}
+				continue
+			}
 		}
 		g := s.rseg
 		sealed := g.sealed.Load() // before size: once sealed, size is final
@@ -76,7 +94,7 @@ func (s *Spool) advance() bool {
 			return true
 		}
 	}
-	return false // cannot happen: the active segment is always there
+	return false // no segment after the one read: none created yet (full filesystem, read-only)
 }
 
 // doneBefore tells whether the record at off was done before Open (the reader skips it).

@@ -33,7 +33,16 @@ var (
 	ErrClosed = errors.New("spool is closed")
 	// ErrDrained: after Drain, every record has been handed out by Next.
 	ErrDrained = errors.New("spool drained")
+	// ErrNoSpace: the filesystem has no room for the next segment file. Unlike a failed
+	// write or sync it is not sticky: the spool keeps handing out and removing what it holds,
+	// and a later Append succeeds once segments done meanwhile (or anything else) freed space.
+	ErrNoSpace = errors.New("spool: no space left on the filesystem for a new segment")
 )
+
+// isNoSpace tells a full filesystem (or quota) from other failures.
+func isNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
 
 // Options bound a spool.
 type Options struct {
@@ -52,6 +61,10 @@ type Options struct {
 	// OnSync, if set, is called after each sync with the records it made durable and how
 	// long it took (for metrics).
 	OnSync func(records int64, took time.Duration)
+	// ReadOnly opens the spool to hand out and finish what it holds, without creating a
+	// segment: Append fails with ErrClosed. For a directory nothing is appended to any more
+	// (a lane whose sink left the flags, a drain of a retained volume).
+	ReadOnly bool
 }
 
 // Ref identifies a record handed out by Next, for Done.
@@ -81,6 +94,9 @@ type Recovery struct {
 	CorruptBytes   int64
 	// DamagedAcks: done-marks that failed their check; their records are handed out again.
 	DamagedAcks int
+	// NoSpace: the filesystem had no room for a new segment; Append answers ErrNoSpace until
+	// it has.
+	NoSpace bool
 }
 
 // Damaged tells whether anything was skipped.
@@ -129,6 +145,7 @@ type Spool struct {
 	mu        sync.Mutex
 	pending   []byte // records waiting for the next commit
 	pendingN  int64
+	pendingB  int64 // bytes the pending records add to bytes
 	spare     []byte
 	batch     *batch // the batch pending belongs to
 	inflight  *batch // the batch being written and synced
@@ -225,8 +242,15 @@ func Open(dir string, opt Options) (*Spool, Recovery, error) {
 		s.bytes += g.bytes
 		s.events += g.records - g.done
 	}
-	if err := s.startSegment(); err != nil {
+	// Recovery needs no new space: on a full filesystem the spool opens without an active
+	// segment, hands out what it holds (freeing space as segments are done), and the first
+	// Append after that creates one (ErrNoSpace until it fits).
+	if opt.ReadOnly {
+		s.drained = true
+	} else if err := s.startSegment(); err != nil && !isNoSpace(err) {
 		return fail(err)
+	} else if err != nil {
+		rec.NoSpace = true
 	}
 	rec.Bytes = s.bytes
 	go s.commitLoop()
@@ -255,6 +279,7 @@ func (s *Spool) Append(payload []byte) error {
 	s.bytes += size
 	s.pending = appendRecord(s.pending, payload)
 	s.pendingN++
+	s.pendingB += size
 	b := s.batch
 	s.mu.Unlock()
 	s.poke()

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -555,4 +557,111 @@ func TestWriteErrorIsSticky(t *testing.T) {
 		t.Fatalf("recovery after the failure: %+v", rec)
 	}
 	wantPayloads(t, drainAll(t, s2), seq(0, 3))
+}
+
+// fullFilesystem makes every new segment fail as on a full filesystem until the returned
+// function is called.
+func fullFilesystem(t *testing.T) (free func()) {
+	var full atomic.Bool
+	full.Store(true)
+	orig := preallocate
+	preallocate = func(f *os.File, b []byte, off int64) (int, error) {
+		if full.Load() {
+			return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+		}
+		return orig(f, b, off)
+	}
+	t.Cleanup(func() { preallocate = orig })
+	return func() { full.Store(false) }
+}
+
+// A spool reopened on a full filesystem recovers and hands out what it holds, refuses
+// appends with ErrNoSpace (not a sticky failure), and takes appends again once there is room.
+func TestOpenOnAFullFilesystem(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, Options{SegmentBytes: 4 << 10})
+	appendN(t, s, 0, 40) // a few segments
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	free := fullFilesystem(t)
+	s2, rec := open(t, dir, Options{SegmentBytes: 4 << 10})
+	if rec.Events != 40 || !rec.NoSpace {
+		t.Fatalf("recovery on a full filesystem: %+v", rec)
+	}
+	if err := s2.Append(payload(99)); !errors.Is(err, ErrNoSpace) {
+		t.Fatalf("Append on a full filesystem: %v, want ErrNoSpace", err)
+	}
+	if err := s2.Err(); err != nil {
+		t.Fatalf("a full filesystem marked the spool broken: %v", err)
+	}
+	for i := range 40 {
+		r := next(t, s2)
+		if !bytes.Equal(r.Data, payload(i)) {
+			t.Fatalf("record %d: %q", i, r.Data)
+		}
+		s2.Done(r.Ref)
+	}
+	free()
+	appendN(t, s2, 100, 103)
+	if s2.Err() != nil || s2.Events() != 3 {
+		t.Fatalf("after space came back: err %v, events %d", s2.Err(), s2.Events())
+	}
+	wantPayloads(t, drainAll(t, s2), seq(100, 103))
+}
+
+// The next segment failing for want of space refuses that batch only.
+func TestNoSpaceForTheNextSegmentIsNotSticky(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, Options{SegmentBytes: 4 << 10})
+	free := fullFilesystem(t)
+	// The segment prepared at Open was made before the filesystem filled; fill it and one
+	// more append needs a new segment.
+	var refused int
+	for i := 0; i < 200 && refused == 0; i++ {
+		if err := s.Append(payload(i)); errors.Is(err, ErrNoSpace) {
+			refused = i
+		} else if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("no append was refused for want of space")
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("sticky error after a failed preallocation: %v", err)
+	}
+	free()
+	if err := s.Append(payload(1000)); err != nil {
+		t.Fatalf("append after space came back: %v", err)
+	}
+	want := append(seq(0, refused), 1000)
+	wantPayloads(t, drainAll(t, s), want)
+}
+
+// A read-only spool hands out what it holds and creates nothing.
+func TestReadOnlyOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, Options{})
+	appendN(t, s, 0, 5)
+	_ = s.Close()
+	s2, rec := open(t, dir, Options{ReadOnly: true})
+	if rec.Events != 5 {
+		t.Fatalf("%+v", rec)
+	}
+	if err := s2.Append(payload(9)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append on a read-only spool: %v", err)
+	}
+	got := drainAll(t, s2)
+	wantPayloads(t, got, seq(0, 5))
+	for _, r := range got {
+		s2.Done(r.Ref)
+	}
+	_ = s2.Close()
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if filepath.Ext(e.Name()) == ".seg" {
+			t.Fatalf("segment left after every record was done: %s", e.Name())
+		}
+	}
 }
