@@ -70,7 +70,7 @@ func benchHandlerVarying(b *testing.B, cfg Config, rawQuery, body string, wantCo
 		w.code = 200
 		h.ServeHTTP(w, req)
 		if accepted {
-			<-r.queue
+			dropQueued(r)
 		}
 	}
 	if w.code != wantCode {
@@ -262,7 +262,7 @@ func BenchmarkDeliver(b *testing.B) {
 		optPlatform: "RESTAPI", hasClientIP: true, hasOptPlatform: true, body: []byte(blackListDeleteBody)}
 	b.ReportAllocs()
 	for b.Loop() {
-		r.deliver(context.Background(), it)
+		r.delivery.deliver(context.Background(), Entry{Item: it})
 	}
 	if testutil.ToFloat64(r.metrics.failed) != 0 {
 		b.Fatal("deliveries failed")

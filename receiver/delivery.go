@@ -2,8 +2,6 @@ package receiver
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,254 +12,284 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/imcallback/callback-operator/internal/version"
 )
 
-// EventTypePrefix prefixes the CallbackCommand in the CloudEvent type.
-const EventTypePrefix = "com.tencentcloud.im."
+// delivery is the receiver's third part: it takes the Queue's entries lane by lane, each lane
+// with its own workers, and sends each event to its target, with retries, holding through an
+// outage, and the dead-letter sink. It knows nothing of the intake; the Queue is all they share.
+//
+// Retries (README, "Delivery"): network errors, timeouts, 5xx, 404, 408, 409 and 429 are
+// transient and retried (honouring Retry-After); other statuses (3xx, the other 4xx) are this
+// event's refusal, which retrying cannot change. With a dead-letter sink, an event goes there
+// after --retry retries, or at once when refused (Knative's delivery contract). Without one, a
+// transient failure never ends a live event: after --retry retries it is held, retried at
+// most maxOutageBackoff apart (jittered, or the sink's Retry-After), until the target takes it
+// or the shutdown timeout ends the process; only a refusal fails it. Each target's attempts go
+// through its pacer, so a target coming back from an outage gets its backlog at the pace it
+// accepts (pacer.go).
+type delivery struct {
+	*eventMaker
+	cfg       *Config
+	log       *slog.Logger
+	q         Queue
+	durable   bool     // entries outlive the process: a delivery cut short stays in the store
+	routes    []*route // lane i < len(routes) is routes[i]'s; later lanes hold an earlier process's entries
+	targetOf  func(command string) *route
+	dls       *route // nil without a dead-letter sink
+	transport *http.Transport
+	metrics   *metrics
 
-// Names of the CloudEvent extensions the receiver sets.
-const (
-	ExtSdkAppID           = "sdkappid"
-	ExtClientIP           = "clientip"
-	ExtOptPlatform        = "optplatform"
-	ExtDeadLetterReason   = "deadletterreason"
-	ExtDeadLetterAttempts = "deadletterattempts"
-)
-
-// item is an accepted callback waiting for delivery.
-type item struct {
-	received                                 time.Time
-	sdkAppID, command, clientIP, optPlatform string
-	hasClientIP, hasOptPlatform              bool
-	body                                     []byte
+	inFlight    atomic.Int64
+	held        atomic.Int64 // events held through their target's outage
+	failedCount atomic.Int64
+	leftCount   atomic.Int64 // events left in the store at the shutdown timeout
+	workers     sync.WaitGroup
 }
 
-// itemOf is the callback of a request that passed every check, received at received.
-func itemOf(p *callbackParams, received time.Time, body []byte) item {
-	return item{
-		received:       received,
-		sdkAppID:       p.sdkAppID,
-		command:        p.command,
-		clientIP:       p.clientIP,
-		optPlatform:    p.optPlatform,
-		hasClientIP:    p.hasClientIP,
-		hasOptPlatform: p.hasOptPlatform,
-		body:           body,
-	}
-}
-
-// EventID is the id of the CloudEvent made from a callback: the first 32 hex digits of
-// SHA-256(SdkAppid "\n" CallbackCommand "\n" body). IM redelivering a callback gives the same
-// id; so do two identical actions (block, unblock, block again), which is why consumers should
-// deduplicate on it only within a short window.
-func EventID(sdkAppID, command string, body []byte) string {
-	h := sha256.New()
-	h.Write([]byte(sdkAppID))
-	h.Write([]byte{'\n'})
-	h.Write([]byte(command))
-	h.Write([]byte{'\n'})
-	h.Write(body)
-	var sum [sha256.Size]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:16])
-}
-
-// newEvent builds the CloudEvent of an accepted callback (README, "The events"). The context is
-// filled in directly rather than through the setters, which would re-parse the constant
-// source and re-validate the constant names for every event.
-func (r *Receiver) newEvent(it *item) event.Event {
-	ext := make(map[string]any, 5)
-	ext[ExtSdkAppID] = it.sdkAppID
-	if it.hasClientIP {
-		ext[ExtClientIP] = it.clientIP
-	}
-	if it.hasOptPlatform {
-		ext[ExtOptPlatform] = it.optPlatform
-	}
-	typ, ok := r.eventTypes[it.command]
-	if !ok {
-		typ = EventTypePrefix + it.command
-	}
-	return event.Event{
-		Context: &event.EventContextV1{
-			ID:              EventID(it.sdkAppID, it.command, it.body),
-			Source:          r.sourceRef,
-			Type:            typ,
-			DataContentType: &applicationJSON,
-			Time:            &types.Timestamp{Time: it.received},
-			Extensions:      ext,
-		},
-		DataEncoded: it.body,
+// start starts Workers workers on every lane of the queue; they run until the queue is
+// stopped and drained, or ctx (the shutdown timeout) ends.
+func (d *delivery) start(ctx context.Context) {
+	for lane := range d.q.Lanes() {
+		for range d.cfg.Workers {
+			d.workers.Go(func() { d.worker(ctx, lane) })
+		}
 	}
 }
 
-var applicationJSON = event.ApplicationJSON
+// wait returns a channel closed once every worker has returned.
+func (d *delivery) wait() <-chan struct{} {
+	done := make(chan struct{})
+	go func() { d.workers.Wait(); close(done) }()
+	return done
+}
 
-// worker delivers queued callbacks until the queue is closed and empty.
-func (r *Receiver) worker(ctx context.Context) {
-	for it := range r.queue {
-		r.inFlight.Add(1)
-		r.deliver(ctx, it)
-		r.inFlight.Add(-1)
+// worker delivers one lane's entries in order. An entry leaves the queue once delivered,
+// dead-lettered or counted failed; one whose delivery the shutdown timeout cut short stays in
+// a durable store for the next start (logged whole).
+func (d *delivery) worker(ctx context.Context, lane int) {
+	for {
+		e, err := d.q.Take(ctx, lane)
+		if err != nil {
+			if !errors.Is(err, ErrStopped) && ctx.Err() == nil {
+				d.log.Error("the queue failed; this lane's worker stops", slog.Int("lane", lane), slog.Any("error", err))
+			}
+			return
+		}
+		d.inFlight.Add(1)
+		finished := d.deliver(ctx, e)
+		d.inFlight.Add(-1)
+		if finished {
+			d.q.Done(e)
+		}
 	}
 }
 
-// deliver sends one event to the sink, then to the dead-letter sink, and records the result.
-// ctx is cancelled only when the shutdown timeout runs out. It returns false when, with a
-// spool, that cut the delivery short: the event stays in the spool, logged whole, uncounted.
-func (r *Receiver) deliver(ctx context.Context, it *item) bool {
-	ev := r.newEvent(it)
-	rt := r.targetOf(it.command)
+// finishRest handles, after the workers returned at the shutdown timeout, what the stopped
+// queue still holds: a durable store keeps it (each logged whole, counted left); the memory
+// queue loses it (each logged whole, counted failed).
+func (d *delivery) finishRest() {
+	for lane := range d.q.Lanes() {
+		for {
+			e, err := d.q.Take(context.Background(), lane)
+			if err != nil {
+				break
+			}
+			switch {
+			case e.Item == nil:
+				d.leftCount.Add(1)
+				d.log.Error("event left in the queue", slog.String("reason", "record cannot be decoded"), slog.Any("record", e.Raw))
+			case d.durable:
+				d.leave(e.Item, "shutdown timeout reached before delivery")
+			default:
+				ev := d.newEvent(e.Item)
+				d.fail(&ev, e.Item, "shutdown timeout reached before delivery")
+				d.q.Done(e)
+			}
+		}
+	}
+}
+
+// deliver sends one event to its target, then to the dead-letter sink, and records the
+// result. ctx is cancelled only when the shutdown timeout runs out. It returns false when,
+// with a durable store, that cut the delivery short: the entry stays, logged whole, uncounted.
+func (d *delivery) deliver(ctx context.Context, e Entry) bool {
+	it := e.Item
+	if it == nil {
+		d.failedCount.Add(1)
+		d.metrics.failed.Inc()
+		d.log.Error("event not delivered", slog.String("reason", errBadRecord.Error()), slog.Any("record", e.Raw))
+		return true
+	}
+	ev := d.newEvent(it)
+	rt := d.targetOf(it.command)
 	if rt == nil { // only an event replayed under flags that no longer route its command
-		r.fail(&ev, it, "no route for "+it.command+" under the current flags")
+		d.fail(&ev, it, "no route for "+it.command+" under the current flags")
 		return true
 	}
+	hold := func() { d.q.Hold(e) }
 	// With a dead-letter sink, the sink's outage sends events there after their retries, as
-	// Knative's delivery contract says; without one, an outage must not fail them: they wait
-	// (held) in the spool until the sink is back.
-	attempts, why := r.send(ctx, rt.url, &ev, r.metrics.attemptSink, &rt.health, r.dlsURL == nil)
+	// Knative's delivery contract says; without one, an outage must not fail them: they are
+	// held until the sink is back.
+	attempts, why := d.send(ctx, rt, &ev, d.metrics.attemptSink, d.dls == nil, hold)
 	if why == "" {
-		r.metrics.delivered.Inc()
+		d.metrics.delivered.Inc()
 		rt.delivered.Inc()
-		r.metrics.deliveryDelivered.Observe(time.Since(it.received).Seconds())
+		d.metrics.deliveryDelivered.Observe(time.Since(it.received).Seconds())
 		return true
 	}
-	if r.spool != nil && ctx.Err() != nil {
-		r.leave(it, why)
+	if d.durable && ctx.Err() != nil {
+		d.leave(it, why)
 		return false
 	}
-	if r.dlsURL != nil && ctx.Err() == nil {
+	if d.dls != nil && ctx.Err() == nil {
 		ev.SetExtension(ExtDeadLetterReason, why)
 		ev.SetExtension(ExtDeadLetterAttempts, int32(attempts))
-		dlAttempts, dlWhy := r.send(ctx, r.dlsURL, &ev, r.metrics.attemptDLS, &r.dlsHealth, true)
+		dlAttempts, dlWhy := d.send(ctx, d.dls, &ev, d.metrics.attemptDLS, true, hold)
 		if dlWhy == "" {
-			r.metrics.deadLettered.Inc()
+			d.metrics.deadLettered.Inc()
 			rt.deadLettered.Inc()
-			r.metrics.deliveryDeadLettered.Observe(time.Since(it.received).Seconds())
-			r.log.Warn("event dead-lettered", slog.String("id", ev.ID()), slog.String("type", ev.Type()),
+			d.metrics.deliveryDeadLettered.Observe(time.Since(it.received).Seconds())
+			d.log.Warn("event dead-lettered", slog.String("id", ev.ID()), slog.String("type", ev.Type()),
 				slog.String("reason", why), slog.Int("attempts", attempts))
 			return true
 		}
-		if r.spool != nil && ctx.Err() != nil {
-			r.leave(it, "dead-letter sink: "+dlWhy)
+		if d.durable && ctx.Err() != nil {
+			d.leave(it, "dead-letter sink: "+dlWhy)
 			return false
 		}
 		rt.failed.Inc()
-		r.fail(&ev, it, fmt.Sprintf("sink: %s after %d attempt(s); dead-letter sink: %s after %d attempt(s)", why, attempts, dlWhy, dlAttempts))
+		d.fail(&ev, it, fmt.Sprintf("sink: %s after %d attempt(s); dead-letter sink: %s after %d attempt(s)", why, attempts, dlWhy, dlAttempts))
 		return true
 	}
 	rt.failed.Inc()
-	r.fail(&ev, it, fmt.Sprintf("%s after %d attempt(s)", why, attempts))
+	d.fail(&ev, it, fmt.Sprintf("%s after %d attempt(s)", why, attempts))
 	return true
 }
 
 // fail counts an undelivered event and logs it whole (structured CloudEvent JSON), so it can
 // be replayed by hand.
-func (r *Receiver) fail(ev *event.Event, it *item, why string) {
-	r.failedCount.Add(1)
-	r.metrics.failed.Inc()
-	r.metrics.deliveryFailed.Observe(time.Since(it.received).Seconds())
+func (d *delivery) fail(ev *event.Event, it *item, why string) {
+	d.failedCount.Add(1)
+	d.metrics.failed.Inc()
+	d.metrics.deliveryFailed.Observe(time.Since(it.received).Seconds())
+	d.log.Error("event not delivered", slog.String("id", ev.ID()), slog.String("reason", why),
+		slog.Any("event", wholeEvent(ev, it)))
+}
+
+// leave logs an event whose delivery the shutdown timeout cut short; it stays in the store.
+func (d *delivery) leave(it *item, why string) {
+	d.leftCount.Add(1)
+	ev := d.newEvent(it)
+	d.log.Error("event left in the spool: not delivered before the shutdown timeout; the next start on this spool delivers it",
+		slog.String("id", ev.ID()), slog.String("reason", why), slog.Any("event", wholeEvent(&ev, it)))
+}
+
+func wholeEvent(ev *event.Event, it *item) json.RawMessage {
 	whole, err := json.Marshal(ev)
 	if err != nil { // cannot happen for the events built here; keep the data anyway
 		whole, _ = json.Marshal(map[string]string{"id": ev.ID(), "type": ev.Type(), "data": string(it.body)})
 	}
-	r.log.Error("event not delivered", slog.String("id", ev.ID()), slog.String("reason", why),
-		slog.Any("event", json.RawMessage(whole)))
+	return whole
 }
 
-// send makes up to 1+Retry attempts to deliver ev to target. It returns the number of attempts
-// and "" on success, or why the last attempt failed. With a spool and holdThroughOutage (the
-// event has nowhere else to go: no dead-letter sink after this target), a retryable failure
-// after the last retry does not end it while the target accepted nothing since the attempt
-// before began (an outage, not this event's fault): the event is held and retried, at most
-// maxOutageBackoff apart (jittered), until the target is back or the shutdown timeout ends it.
-func (r *Receiver) send(ctx context.Context, target *url.URL, ev *event.Event, obs interface{ Observe(float64) }, health *targetHealth, holdThroughOutage bool) (int, string) {
-	var start time.Time
+// send makes attempts to deliver ev to rt until one succeeds, the target refuses it (a status
+// retrying cannot change), ctx ends, or, unless holdAfterRetries, 1+Retry attempts failed.
+// It returns the number of attempts and "" on success, or why the last attempt failed. With
+// holdAfterRetries (the event has nowhere else to go) a transient failure after the last
+// retry holds the event: hold is called, and the next attempt comes after a jittered
+// backoff capped at maxOutageBackoff (longer only for the sink's Retry-After), or as soon as
+// the target takes another event.
+func (d *delivery) send(ctx context.Context, rt *route, ev *event.Event, obs interface{ Observe(float64) }, holdAfterRetries bool, hold func()) (int, string) {
 	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
+		if ctx.Err() != nil || !rt.pace.acquire(ctx) {
 			return attempt - 1, "shutdown timeout reached before delivery"
 		}
-		prevStart := start
-		start = time.Now()
-		if attempt == 1 {
-			prevStart = start
-		}
-		status, retryAfter, err := r.attempt(ctx, target, ev)
+		start := time.Now()
+		status, retryAfter, err := d.attempt(ctx, rt.url, ev)
 		end := time.Now()
 		obs.Observe(end.Sub(start).Seconds())
-		if err == nil && status >= 200 && status < 300 {
-			health.accepted(end)
+		ok := err == nil && status >= 200 && status < 300
+		why, retry, overload := outcome(status, err)
+		rt.pace.release(ok, overload && ctx.Err() == nil)
+		if ok {
+			rt.health.accepted(end)
 			return attempt, ""
 		}
-		why, retry := outcome(status, err)
 		if ctx.Err() != nil {
 			return attempt, "shutdown timeout reached: " + why
 		}
-		if !retry {
+		if !retry || (attempt > d.cfg.Retry && !holdAfterRetries) {
 			return attempt, why
 		}
 		// The sink's Retry-After, when longer than the backoff, wins (up to MaxRetryAfter).
-		wait := max(r.backoff(attempt), min(retryAfter, r.cfg.MaxRetryAfter))
-		if attempt > r.cfg.Retry {
-			if r.spool == nil || !holdThroughOutage || health.acceptedSince(prevStart) {
-				return attempt, why
-			}
-			// Jittered, so that the held events' attempts spread out and the first one after
-			// the target is back (which wakes all of them) comes soon.
-			d := min(wait, max(maxOutageBackoff, retryAfter))
-			d = d/2 + rand.N(d/2+1)
-			r.held.Add(1)
-			ok := health.hold(ctx, d)
-			r.held.Add(-1)
-			if !ok {
+		asked := min(retryAfter, d.cfg.MaxRetryAfter)
+		if attempt <= d.cfg.Retry {
+			if !sleep(ctx, max(d.backoff(attempt), asked)) {
 				return attempt, "shutdown timeout reached: " + why
 			}
-		} else if !sleep(ctx, wait) {
-			return attempt, "shutdown timeout reached: " + why
+		} else {
+			// Jittered, so that the held events' attempts spread out and the first one after
+			// the target is back (which wakes all of them, through the pacer) comes soon.
+			w := min(d.backoff(attempt), maxOutageBackoff)
+			w = max(w/2+rand.N(w/2+1), asked)
+			hold()
+			rt.held.Add(1)
+			d.held.Add(1)
+			woke := rt.health.hold(ctx, w)
+			d.held.Add(-1)
+			rt.held.Add(-1)
+			if !woke {
+				return attempt, "shutdown timeout reached: " + why
+			}
 		}
-		r.metrics.retries.Inc()
+		d.metrics.retries.Inc()
 	}
 }
 
-// outcome describes a failed attempt and whether it is worth retrying: network errors,
-// timeouts, 5xx, 404, 408, 409 and 429 are; other statuses are not.
-func outcome(status int, err error) (string, bool) {
+// outcome describes a failed attempt, whether it is worth retrying (network errors, timeouts,
+// 5xx, 404, 408, 409 and 429 are; other statuses are the sink refusing this event), and
+// whether it says the target is overloaded or down (network errors, timeouts, 5xx, 429): the
+// pacer then lets fewer attempts through at once.
+func outcome(status int, err error) (why string, retry, overload bool) {
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			return "timeout: " + err.Error(), true
+			return "timeout: " + err.Error(), true, true
 		}
-		return "network error: " + err.Error(), true
+		return "network error: " + err.Error(), true, true
 	}
-	why := "sink responded " + strconv.Itoa(status) + " " + http.StatusText(status)
+	why = "sink responded " + strconv.Itoa(status) + " " + http.StatusText(status)
 	switch {
-	case status >= 500, status == http.StatusNotFound, status == http.StatusRequestTimeout,
-		status == http.StatusConflict, status == http.StatusTooManyRequests:
-		return why, true
+	case status >= 500, status == http.StatusTooManyRequests:
+		return why, true, true
+	case status == http.StatusNotFound, status == http.StatusRequestTimeout, status == http.StatusConflict:
+		return why, true, false
 	}
-	return why, false
+	return why, false, false
 }
 
 // backoff is the delay before retry n (n >= 1).
-func (r *Receiver) backoff(n int) time.Duration {
-	d := r.cfg.BackoffDelay
-	if r.cfg.BackoffPolicy == BackoffLinear {
-		return d * time.Duration(n)
+func (d *delivery) backoff(n int) time.Duration {
+	b := d.cfg.BackoffDelay
+	if d.cfg.BackoffPolicy == BackoffLinear {
+		return b * time.Duration(n)
 	}
 	for i := 0; i < n; i++ {
-		if d > maxBackoff/2 {
+		if b > maxBackoff/2 {
 			return maxBackoff
 		}
-		d *= 2
+		b *= 2
 	}
-	return d
+	return b
 }
 
 // maxBackoff only keeps the exponential from overflowing.
@@ -284,8 +312,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 var userAgent = []string{"imcallback-receiver/" + version.Version}
 
 // attempt POSTs ev once, encoded by the CloudEvents SDK in binary mode.
-func (r *Receiver) attempt(ctx context.Context, target *url.URL, ev *event.Event) (int, time.Duration, error) {
-	actx, cancel := context.WithTimeout(ctx, r.cfg.DeliveryTimeout)
+func (d *delivery) attempt(ctx context.Context, target *url.URL, ev *event.Event) (int, time.Duration, error) {
+	actx, cancel := context.WithTimeout(ctx, d.cfg.DeliveryTimeout)
 	defer cancel()
 	req := (&http.Request{
 		Method:     http.MethodPost,
@@ -296,14 +324,14 @@ func (r *Receiver) attempt(ctx context.Context, target *url.URL, ev *event.Event
 		Header:     make(http.Header, 12),
 		Host:       target.Host,
 	}).WithContext(actx)
-	if err := cehttp.WriteRequest(r.bindingCtx, binding.ToMessage(ev), req); err != nil {
+	if err := cehttp.WriteRequest(d.bindingCtx, binding.ToMessage(ev), req); err != nil {
 		return 0, 0, fmt.Errorf("encoding the event: %w", err)
 	}
 	req.Header["User-Agent"] = userAgent
 	// The transport directly, not an http.Client: a sink is an endpoint, not a site, so
 	// redirects are not followed (a 3xx is a failed attempt), and the client's per-request
 	// header copy for redirects is saved.
-	resp, err := r.transport.RoundTrip(req)
+	resp, err := d.transport.RoundTrip(req)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -118,7 +119,8 @@ func TestDeliverySinkDownDeadLetters(t *testing.T) {
 // counted failed, logged whole at error level, and Serve reports it (exit 1).
 func TestDeliveryFailedIsLoggedWholeAndFailsServe(t *testing.T) {
 	var logs logBuffer
-	cfg := testConfig(deadURL(t))
+	s := newSink(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnprocessableEntity) })
+	cfg := testConfig(s.URL)
 	cfg.Retry = 1
 	cfg.Logger = jsonLogger(&logs)
 	rr := start(t, cfg)
@@ -153,8 +155,51 @@ func TestDeliveryFailedIsLoggedWholeAndFailsServe(t *testing.T) {
 	if !jsonEqual(t, line.Event.Data, []byte(blackListDeleteBody)) {
 		t.Errorf("logged data %s, want the body", line.Event.Data)
 	}
-	if !strings.Contains(line.Reason, "network error") || !strings.Contains(line.Reason, "after 2 attempt(s)") {
+	if line.Reason != "sink responded 422 Unprocessable Entity after 1 attempt(s)" {
 		t.Errorf("logged reason %q", line.Reason)
+	}
+}
+
+// TestDeliveryNeverGivesUpOnATransientFailure: without a dead-letter sink, a sink that is
+// down does not fail an event after its retries: it is held and retried (no failed count)
+// until the sink takes it; only the shutdown timeout ends it, failed and logged whole (the
+// memory queue cannot keep it).
+func TestDeliveryNeverGivesUpOnATransientFailure(t *testing.T) {
+	var logs logBuffer
+	var down atomic.Bool
+	down.Store(true)
+	s := newSink(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	cfg := testConfig(s.URL)
+	cfg.Retry = 1
+	cfg.ShutdownTimeout = time.Second
+	cfg.Logger = jsonLogger(&logs)
+	rr := start(t, cfg)
+	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
+	eventually(t, "the event is held", func() bool { return rr.delivery.held.Load() == 1 })
+	eventually(t, "more attempts than --retry allows", func() bool { return s.count() >= 4 })
+	if c := countsOf(rr.Receiver); c.failed != 0 || c.delivered != 0 {
+		t.Fatalf("counts while the sink is down: %+v", c)
+	}
+	down.Store(false)
+	eventually(t, "the event is delivered once the sink is back", func() bool { return countsOf(rr.Receiver).delivered == 1 })
+	if err := rr.stop(t); err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+
+	// Down until the shutdown timeout: failed then, logged whole.
+	down.Store(true)
+	rr = start(t, cfg)
+	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
+	eventually(t, "the event is held", func() bool { return rr.delivery.held.Load() == 1 })
+	if err := rr.stop(t); err == nil || countsOf(rr.Receiver).failed != 1 {
+		t.Fatalf("Serve = %v, counts %+v: want the held event failed at the shutdown timeout", err, countsOf(rr.Receiver))
+	}
+	if !strings.Contains(logs.String(), "shutdown timeout reached: sink responded 503 Service Unavailable") {
+		t.Errorf("no line for the event failed at the shutdown timeout:\n%s", logs.String())
 	}
 }
 
@@ -165,14 +210,17 @@ func TestDeliveryDeadLetterSinkDownFails(t *testing.T) {
 	cfg := testConfig(s.URL)
 	cfg.DeadLetterSink = deadURL(t)
 	cfg.Retry = 1
+	cfg.ShutdownTimeout = time.Second
 	cfg.Logger = jsonLogger(&logs)
 	rr := start(t, cfg)
 	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
-	eventually(t, "the event fails", func() bool { return countsOf(rr.Receiver).failed == 1 })
-	if err := rr.stop(t); err == nil {
-		t.Fatal("Serve = nil, want an error")
+	// The dead-letter sink is the last place: its outage holds the event, like the sink's
+	// without one, until the shutdown timeout fails it (in memory).
+	eventually(t, "the event is held for the dead-letter sink", func() bool { return rr.delivery.held.Load() == 1 })
+	if err := rr.stop(t); err == nil || countsOf(rr.Receiver).failed != 1 {
+		t.Fatalf("Serve = %v, want an error and the event failed", err)
 	}
-	if !strings.Contains(logs.String(), `sink: sink responded 400 Bad Request after 1 attempt(s); dead-letter sink: network error`) {
+	if !strings.Contains(logs.String(), `sink: sink responded 400 Bad Request after 1 attempt(s); dead-letter sink: shutdown timeout reached: network error`) {
 		t.Errorf("log lacks both reasons:\n%s", logs.String())
 	}
 }
@@ -246,15 +294,15 @@ func TestBackoff(t *testing.T) {
 		{BackoffExponential, []time.Duration{400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond}},
 		{BackoffLinear, []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 600 * time.Millisecond}},
 	} {
-		r := &Receiver{cfg: Config{BackoffPolicy: tc.policy, BackoffDelay: 200 * time.Millisecond}}
+		d := &delivery{cfg: &Config{BackoffPolicy: tc.policy, BackoffDelay: 200 * time.Millisecond}}
 		for i, want := range tc.want {
-			if got := r.backoff(i + 1); got != want {
+			if got := d.backoff(i + 1); got != want {
 				t.Errorf("%s backoff before retry %d = %v, want %v", tc.policy, i+1, got, want)
 			}
 		}
 	}
-	r := &Receiver{cfg: Config{BackoffPolicy: BackoffExponential, BackoffDelay: time.Second}}
-	if got := r.backoff(200); got != maxBackoff {
+	d := &delivery{cfg: &Config{BackoffPolicy: BackoffExponential, BackoffDelay: time.Second}}
+	if got := d.backoff(200); got != maxBackoff {
 		t.Errorf("exponential backoff does not saturate: %v", got)
 	}
 }

@@ -119,9 +119,7 @@ func FuzzHandler(f *testing.F) {
 				checkAsAGoConsumer(t, body, v.Get("CallbackCommand"))
 			}
 		}
-		for len(r.queue) > 0 {
-			<-r.queue
-		}
+		dropQueued(r)
 	})
 }
 

@@ -174,16 +174,11 @@ func (r *Receiver) enqueue(it *item) Unavailable {
 	if r.draining {
 		return UnavailableDraining
 	}
-	if r.spool != nil {
-		return r.spoolItem(it)
-	}
-	it.body = append(make([]byte, 0, len(it.body)), it.body...)
-	select {
-	case r.queue <- it:
-		return available
-	default:
-		return UnavailableQueueFull
-	}
+	rt := r.targetOf(it.command)
+	err := r.queue.Append(rt.lane, it)
+	u := r.unavailableOf(err)
+	r.intake.note(rt.lane, u, err, it.received)
+	return u
 }
 
 // logUnavailable logs 503s at most once a second (with how many it left out), so that an
@@ -197,7 +192,7 @@ func (r *Receiver) logUnavailable(req *http.Request, body []byte) {
 	}
 	r.log.LogAttrs(context.WithoutCancel(req.Context()), slog.LevelWarn, "callback refused: receiver unavailable",
 		slog.String("info", errorInfo(body)), slog.String("remote", req.RemoteAddr),
-		slog.Int("queueSize", cap(r.queue)), slog.Int64("notLoggedSinceLastLine", r.unavailableNotLogged.Swap(0)))
+		slog.Int("queueSize", r.cfg.QueueSize), slog.Int64("notLoggedSinceLastLine", r.unavailableNotLogged.Swap(0)))
 }
 
 // refuseTooLarge answers 413. For an authentic request (IM's, or anybody's without a token)

@@ -335,9 +335,7 @@ func TestHandlerReplies(t *testing.T) {
 				}
 			}
 			// Empty the queue so rows stay independent.
-			for len(r.queue) > 0 {
-				<-r.queue
-			}
+			dropQueued(r)
 		})
 	}
 }
@@ -376,7 +374,7 @@ func TestHandlerUnavailable(t *testing.T) {
 		t.Errorf("counters %+v, want accepted 1 unavailable 1", c)
 	}
 
-	<-r.queue
+	takeQueued(t, r)
 	r.drainMu.Lock()
 	r.draining = true
 	r.drainMu.Unlock()

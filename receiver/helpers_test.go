@@ -312,3 +312,32 @@ func parseQueryStd(raw string) url.Values {
 	v, _ := url.ParseQuery(raw)
 	return v
 }
+
+// takeQueued takes one accepted event from the in-memory queue (a Receiver not serving),
+// from whichever lane has one, waiting up to 5 s.
+func takeQueued(t testing.TB, r *Receiver) *item {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for lane, c := range r.mem.lanes {
+			select {
+			case it := <-c:
+				r.mem.Done(Entry{Lane: lane, Item: it})
+				return it
+			default:
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Fatal("nothing queued")
+	return nil
+}
+
+// dropQueued empties the in-memory queue of a Receiver not serving.
+func dropQueued(r *Receiver) {
+	for lane, c := range r.mem.lanes {
+		for len(c) > 0 {
+			r.mem.Done(Entry{Lane: lane, Item: <-c})
+		}
+	}
+}

@@ -39,35 +39,30 @@ type Receiver struct {
 	cfg         Config
 	log         *slog.Logger
 	now         func() time.Time
-	sdkAppID    string            // cfg.SdkAppID in decimal, as IM sends it
-	sourceRef   types.URIRef      // CloudEvent source
-	eventTypes  map[string]string // CloudEvent type per selected command
+	sdkAppID    string // cfg.SdkAppID in decimal, as IM sends it
 	incarnation string
 
+	eventMaker    // the CloudEvents of accepted callbacks (event.go)
 	routing       // where each command goes (route.go)
 	decisionState // decision services (decision.go)
 	dlsURL        *url.URL
 	transport     *http.Transport
-	bindingCtx    context.Context // tells the SDK to encode in binary mode
 
-	queue    chan *item   // without a spool
-	spool    *spool.Spool // with --spool-dir
+	// The three parts: the intake (handler.go) appends to queue; delivery takes from it.
+	queue    Queue
+	mem      *memQueue   // queue without --spool-dir
+	spool    *spoolQueue // queue with --spool-dir
+	delivery *delivery
 	drainMu  sync.RWMutex // held for reading while enqueueing, for writing to start the drain
 	draining bool         // guarded by drainMu; once true nothing more is queued
-	inFlight atomic.Int64
+	intake   intakeState  // whether callbacks are being refused for want of room (/readyz)
 
-	metrics     *metrics
-	failedCount atomic.Int64
-	leftCount   atomic.Int64 // events left in the spool at the shutdown timeout
+	metrics *metrics
 
-	replayed     int64          // events the spool held at start
-	damage       spool.Recovery // what Open found damaged in the spool
+	damage       spool.Recovery // what opening the spool found (events, damage)
 	spoolErrOnce sync.Once
+	noRoomLog    throttledLog
 	spoolSync    prometheus.Histogram // nil without a spool
-
-	dlsHealth targetHealth // each route has its own
-
-	held atomic.Int64 // events held through a target's outage
 
 	refusalLogs          [numReasons]logThrottle
 	serverLog            *log.Logger  // the callback server's ErrorLog (throttled)
@@ -111,8 +106,6 @@ func New(cfg Config) (*Receiver, error) {
 		now:          cfg.Now,
 		sdkAppID:     strconv.FormatUint(cfg.SdkAppID, 10),
 		incarnation:  hex.EncodeToString(id[:]),
-		queue:        make(chan *item, cfg.QueueSize),
-		bindingCtx:   binding.WithForceBinary(context.Background()),
 		bodies:       newBodyReader(cfg.MaxBodyBytes, cfg.MaxBodyBytesInFlight),
 		drainSlots:   make(chan struct{}, maxConcurrentDrains),
 		bodyTooLarge: tooLargeBody(cfg.MaxBodyBytes),
@@ -125,6 +118,7 @@ func New(cfg Config) (*Receiver, error) {
 		r.replay = newReplayWindow(cfg.ReplayWindowSize)
 	}
 	r.sourceRef = types.URIRef{URL: url.URL{Path: "/tencentcloud/im/" + r.sdkAppID}}
+	r.bindingCtx = binding.WithForceBinary(context.Background())
 	var err error
 	if cfg.DeadLetterSink != "" {
 		if r.dlsURL, err = url.Parse(cfg.DeadLetterSink); err != nil {
@@ -135,21 +129,25 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.TLSCertFile != "" {
 		r.certs = newCertReloader(cfg.TLSCertFile, cfg.TLSKeyFile, r.log)
 	}
-	if cfg.SpoolDir != "" {
-		r.queue = nil
-		if err := r.openSpool(); err != nil {
-			return nil, err
-		}
-	}
-	r.metrics = newMetrics(r.incarnation, r.queueDepth,
-		func() float64 { return float64(cap(r.queue)) },
-		func() float64 { return float64(r.inFlight.Load()) },
+	r.metrics = newMetrics(r.incarnation, func() float64 { return r.queueDepth() },
+		func() float64 {
+			if r.mem == nil {
+				return 0
+			}
+			return float64(r.mem.capacity())
+		},
+		func() float64 { return float64(r.delivery.inFlight.Load()) },
 	)
 	if err := r.setUpRouting(); err != nil {
 		return nil, err
 	}
+	if err := r.openQueue(); err != nil {
+		return nil, err
+	}
+	r.intake = newIntakeState(len(r.routes))
+	r.newDelivery()
 	r.metrics.registry.MustRegister(replayCollectors(r.replay)...)
-	r.registerSpoolMetrics()
+	r.registerQueueMetrics()
 	r.handler = http.HandlerFunc(r.serveCallback)
 	r.admin = r.newAdminHandler()
 	return r, nil
@@ -180,12 +178,11 @@ func (r *Receiver) newAdminHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if r.spool != nil {
-			if err := r.spool.Err(); err != nil {
-				// A restart recovers the spool from disk; a failed sync cannot be retried in place.
-				http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
+		if err := r.queue.Err(); err != nil {
+			// A restart recovers the spool from disk; a failed sync cannot be retried in place.
+			// A full filesystem is not this: the spool refuses appends and recovers by itself.
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -196,6 +193,10 @@ func (r *Receiver) newAdminHandler() http.Handler {
 		}
 		if r.certs != nil && !r.certs.refresh() {
 			http.Error(w, "not ready: no usable TLS key pair in --tls-cert-file/--tls-key-file", http.StatusServiceUnavailable)
+			return
+		}
+		if why := r.refusing(time.Now()); why != "" {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -235,7 +236,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 		return errors.New("receiver: Serve needs a callbacks listener")
 	}
 	if !r.served.CompareAndSwap(false, true) {
-		return errors.New("receiver: Serve called more than once")
+		return errAlreadyServed
 	}
 	errorLog := serverErrorLog(r.log)
 	r.serverLog = errorLog
@@ -268,14 +269,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 
 	deliverCtx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDelivery()
-	var workers sync.WaitGroup
-	for range r.cfg.Workers {
-		if r.spool != nil {
-			workers.Go(func() { r.spoolWorker(deliverCtx) })
-		} else {
-			workers.Go(func() { r.worker(deliverCtx) })
-		}
-	}
+	r.delivery.start(deliverCtx)
 
 	serveErr := make(chan error, 2)
 	go func() {
@@ -298,10 +292,10 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 	case fatal = <-serveErr:
 		r.log.Error("server failed, shutting down", slog.Any("error", fatal))
 	}
-	return r.shutdown(cb, adm, stopDelivery, &workers, fatal)
+	return r.shutdown(cb, adm, stopDelivery, fatal)
 }
 
-func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFunc, workers *sync.WaitGroup, fatal error) error {
+func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFunc, fatal error) error {
 	begin := time.Now()
 	deadline := begin.Add(r.cfg.ShutdownTimeout)
 	r.ready.Store(false)
@@ -317,37 +311,30 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 	r.drainMu.Lock()
 	r.draining = true
 	r.drainMu.Unlock()
-	if r.spool != nil {
-		r.spool.Drain() // workers stop once they have taken every spooled event
-	} else {
-		close(r.queue) // nothing is queued after draining is set, so this is safe
-	}
+	r.queue.Stop() // workers stop once they have taken every queued event
 	r.log.Info("draining the delivery queue; callbacks now get 503",
-		slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.inFlight.Load()))
+		slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.delivery.inFlight.Load()))
 
 	// Keep some of the budget for the final scrape when somebody scrapes us.
 	drainDeadline := deadline
 	if r.scraped.Load() {
 		drainDeadline = deadline.Add(-min(r.cfg.ShutdownTimeout/5, 5*time.Second))
 	}
-	done := make(chan struct{})
-	go func() { workers.Wait(); close(done) }()
+	done := r.delivery.wait()
 	timer := time.NewTimer(time.Until(drainDeadline))
 	select {
 	case <-done:
 	case <-timer.C:
 		if r.spool != nil {
 			r.log.Error("shutdown timeout reached with events still undelivered; they stay in the spool for the next start and are logged whole",
-				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.inFlight.Load()))
+				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.delivery.inFlight.Load()))
 		} else {
 			r.log.Error("shutdown timeout reached with events still undelivered; failing them",
-				slog.Int("queued", len(r.queue)), slog.Int64("inFlight", r.inFlight.Load()))
+				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.delivery.inFlight.Load()))
 		}
 		stopDelivery() // workers fail (or, with a spool, leave) what is left, logging each event whole
 		<-done
-		if r.spool != nil {
-			r.logLeftInSpool()
-		}
+		r.delivery.finishRest()
 	}
 	timer.Stop()
 
@@ -381,18 +368,23 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 	if r.decisionTransport != nil {
 		r.decisionTransport.CloseIdleConnections()
 	}
-	if r.spool != nil {
-		if err := r.spool.Close(); err != nil {
-			r.log.Error("closing the spool", slog.Any("error", err))
-		}
+	if err := r.queue.Close(); err != nil {
+		r.log.Error("closing the spool", slog.Any("error", err))
 	}
 
-	failed, left := r.failedCount.Load(), r.leftCount.Load()
-	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", failed),
-		slog.Int64("leftInSpool", left))
+	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", r.delivery.failedCount.Load()),
+		slog.Int64("leftInSpool", r.delivery.leftCount.Load()))
 	if fatal != nil {
 		return fatal
 	}
+	return r.undeliveredErr()
+}
+
+var errAlreadyServed = errors.New("receiver: Serve called more than once")
+
+// undeliveredErr says how many accepted events were neither delivered nor dead-lettered.
+func (r *Receiver) undeliveredErr() error {
+	failed, left := r.delivery.failedCount.Load(), r.delivery.leftCount.Load()
 	var errs []error
 	if failed > 0 {
 		errs = append(errs, fmt.Errorf("%d accepted event(s) were neither delivered nor dead-lettered; each is logged whole", failed))

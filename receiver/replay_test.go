@@ -116,7 +116,7 @@ func TestReplayAfterUnavailable(t *testing.T) {
 	if a, b := send(blackListDeleteBody), send(other); a != 200 || b != 503 {
 		t.Fatalf("first %d, second (queue full) %d", a, b)
 	}
-	<-r.queue
+	takeQueued(t, r)
 	if code := send(other); code != 200 {
 		t.Fatalf("retry after the 503: %d", code)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,9 +31,12 @@ type route struct {
 	url                             *url.URL
 	label                           string // the sink label: the URL without credentials or query
 	delivered, deadLettered, failed prometheus.Counter
-	// health tells whether the sink took anything lately: with a spool, an event whose
-	// retries ran out while the sink took nothing is held, not dead-lettered (outage.go).
+	// health wakes the events held through the sink's outage when it takes one (outage.go).
 	health targetHealth
+	// pace bounds the attempts in flight to what the sink keeps up with (pacer.go).
+	pace *pacer
+	held atomic.Int64 // events held through the sink's outage
+	lane int          // the Queue lane of the sink's events
 }
 
 // dispatch is what the receiver does with a command it handles: deliver it (route) or have
@@ -179,7 +183,7 @@ func (r *Receiver) setUpRouting() error {
 		if err != nil {
 			return nil, err
 		}
-		rt := &route{url: u, label: sinkLabel(u)}
+		rt := &route{url: u, label: sinkLabel(u), pace: newPacer(cfg.Workers), lane: len(r.routes)}
 		rt.delivered, rt.deadLettered, rt.failed = r.metrics.routeCounters(rt.label)
 		routes[raw] = rt
 		r.routes = append(r.routes, rt)

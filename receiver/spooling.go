@@ -2,16 +2,17 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
+	"encoding/hex"
 	"errors"
-	"log/slog"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/imcallback/callback-operator/receiver/contract"
 	"github.com/imcallback/callback-operator/receiver/spool"
 )
 
@@ -51,25 +52,6 @@ func (u Unavailable) String() string { return unavailableNames[u] }
 // UnavailableReasons lists every imcallback_unavailable_total reason label value.
 func UnavailableReasons() []string { return append([]string(nil), unavailableNames[:]...) }
 
-// spoolItem writes it to the spool and returns once it is durable.
-func (r *Receiver) spoolItem(it *item) Unavailable {
-	bufp := recordPool.Get().(*[]byte)
-	rec := appendItem((*bufp)[:0], it)
-	err := r.spool.Append(rec)
-	*bufp = rec[:0]
-	putRecord(bufp)
-	switch {
-	case err == nil:
-		return available
-	case errors.Is(err, spool.ErrFull):
-		return UnavailableSpoolFull
-	case errors.Is(err, spool.ErrClosed):
-		return UnavailableDraining
-	}
-	r.logSpoolError(err)
-	return UnavailableSpoolError
-}
-
 // recordPool recycles the buffers records are encoded into; a buffer grown beyond
 // maxPooledRecord is dropped, so that a few large bodies do not pin memory.
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -80,14 +62,6 @@ func putRecord(b *[]byte) {
 	if cap(*b) <= maxPooledRecord {
 		recordPool.Put(b)
 	}
-}
-
-// logSpoolError logs the spool's failure once; the spool refuses everything after it.
-func (r *Receiver) logSpoolError(err error) {
-	r.spoolErrOnce.Do(func() {
-		r.log.Error("the spool failed: callbacks get 503 and /healthz fails until a restart recovers the spool from disk",
-			slog.Any("error", err), slog.String("spoolDir", r.cfg.SpoolDir))
-	})
 }
 
 // A spooled callback, version 1: version byte, receipt time (Unix nanoseconds), flags
@@ -140,154 +114,208 @@ func decodeItem(b []byte) (*item, error) {
 	return it, nil
 }
 
-// spoolWorker delivers spooled callbacks in order until the spool is drained or ctx (the
-// shutdown timeout) ends. An event leaves the spool once delivered, dead-lettered or
-// counted failed; one whose delivery the shutdown timeout cut short stays for the next
-// start and is logged whole.
-func (r *Receiver) spoolWorker(ctx context.Context) {
-	for {
-		rec, err := r.spool.Next(ctx)
-		if err != nil {
-			if !errors.Is(err, spool.ErrDrained) && !errors.Is(err, spool.ErrClosed) && ctx.Err() == nil {
-				r.logSpoolError(err)
-			}
-			return
-		}
-		it, err := decodeItem(rec.Data)
-		if err != nil {
-			r.failedCount.Add(1)
-			r.metrics.failed.Inc()
-			r.log.Error("event not delivered", slog.String("reason", err.Error()), slog.Any("record", rec.Data))
-			r.spool.Done(rec.Ref)
-			continue
-		}
-		r.inFlight.Add(1)
-		finished := r.deliver(ctx, it)
-		r.inFlight.Add(-1)
-		if finished {
-			r.spool.Done(rec.Ref)
-		}
-	}
+// spoolQueue is the durable Queue: a segment log (package spool) per lane, in
+// <spool-dir>/lanes/<lane name>, each bounded by its share of --spool-max-bytes, so that a
+// dead sink's backlog fills only its own lane's quota and only its commands get 503. A lane's
+// name is derived from its sink's URL, so a restart under the same flags finds each lane's
+// backlog again; the lanes of sinks no longer configured (and the single log of a spool
+// written before lanes, in the directory itself) are opened read-only as extra lanes, whose
+// events go where the current flags route their commands.
+type spoolQueue struct {
+	dir      string
+	lock     *os.File // the directory's lock; nil when the pre-lanes log holds it
+	lanes    []*spool.Spool
+	names    []string // lane directory names (for logs)
+	quota    int64    // bytes per configured lane
+	recovery spool.Recovery
 }
 
-// leave logs an event whose delivery the shutdown timeout cut short; it stays in the spool.
-func (r *Receiver) leave(it *item, why string) {
-	r.leftCount.Add(1)
-	ev := r.newEvent(it)
-	whole, err := json.Marshal(&ev)
-	if err != nil { // cannot happen for the events built here; keep the data anyway
-		whole, _ = json.Marshal(map[string]string{"id": ev.ID(), "type": ev.Type(), "data": string(it.body)})
-	}
-	r.log.Error("event left in the spool: not delivered before the shutdown timeout; the next start on this spool delivers it",
-		slog.String("id", ev.ID()), slog.String("reason", why), slog.Any("event", json.RawMessage(whole)))
+// laneName names the directory of the lane delivering to sink.
+func laneName(sink string) string {
+	sum := sha256.Sum256([]byte(sink))
+	return hex.EncodeToString(sum[:8])
 }
 
-// logLeftInSpool logs every event still in the drained spool that no worker took.
-func (r *Receiver) logLeftInSpool() {
-	for {
-		rec, err := r.spool.Next(context.Background())
-		if err != nil {
-			return
-		}
-		it, err := decodeItem(rec.Data)
-		if err != nil {
-			r.leftCount.Add(1)
-			r.log.Error("event left in the spool", slog.String("reason", err.Error()), slog.Any("record", rec.Data))
-			continue
-		}
-		r.leave(it, "shutdown timeout reached before delivery")
+const lanesDir = "lanes"
+
+// openSpoolQueue opens (creating what is missing) the lanes of sinks under dir, with
+// maxBytes shared evenly between them, and the lanes an earlier process left for other sinks.
+func openSpoolQueue(dir string, sinks []string, maxBytes int64, opt spool.Options) (*spoolQueue, error) {
+	q := &spoolQueue{dir: dir, quota: maxBytes / int64(max(len(sinks), 1))}
+	if err := os.MkdirAll(filepath.Join(dir, lanesDir), 0o700); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
 	}
-}
-
-// spoolSyncInterval paces the spool's syncs under load: a sync costs this machine's kernel
-// 50-100 us of CPU whatever it covers, so covering a millisecond of callbacks with one sync
-// keeps the spool's CPU per callback small, for at most a millisecond more latency on the OK
-// (IM allows 2 s). Measured with hack/bench-receiver.sh.
-const spoolSyncInterval = time.Millisecond
-
-// openSpool opens cfg.SpoolDir and reports what an earlier process left there.
-func (r *Receiver) openSpool() error {
-	r.spoolSync = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "imcallback_spool_sync_duration_seconds",
-		Help:    "Duration of the spool's disk syncs; each makes every callback waiting for it durable (its count against accepted callbacks gives the group-commit batch).",
-		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
-	})
-	sp, rec, err := spool.Open(r.cfg.SpoolDir, spool.Options{MaxBytes: r.cfg.SpoolMaxBytes, SyncInterval: spoolSyncInterval,
-		OnSync: func(_ int64, took time.Duration) { r.spoolSync.Observe(took.Seconds()) }})
+	fail := func(err error) (*spoolQueue, error) {
+		_ = q.Close()
+		return nil, err
+	}
+	// The pre-lanes log, if any, is the directory itself; opening it takes the directory's lock.
+	legacy, err := filepath.Glob(filepath.Join(dir, "*.seg"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r.spool = sp
-	r.replayed = rec.Events
-	attrs := []any{slog.String("spoolDir", r.cfg.SpoolDir), slog.Int64("events", rec.Events),
-		slog.Int64("bytes", rec.Bytes), slog.Int64("maxBytes", r.cfg.SpoolMaxBytes)}
-	if !rec.Damaged() {
-		r.log.Info("spool opened; events found there are delivered first", attrs...)
+	var extra []*spool.Spool
+	var extraNames []string
+	if len(legacy) > 0 {
+		ro := opt
+		ro.ReadOnly, ro.MaxBytes = true, maxBytes
+		sp, rec, err := spool.Open(dir, ro)
+		if err != nil {
+			return fail(err)
+		}
+		q.add(rec)
+		extra, extraNames = append(extra, sp), append(extraNames, ".")
+	} else {
+		if q.lock, err = lockDir(dir); err != nil {
+			return fail(err)
+		}
+	}
+	configured := map[string]bool{}
+	for _, sink := range sinks {
+		name := laneName(sink)
+		configured[name] = true
+		o := opt
+		o.MaxBytes = q.quota
+		sp, rec, err := spool.Open(filepath.Join(dir, lanesDir, name), o)
+		if err != nil {
+			return fail(err)
+		}
+		q.add(rec)
+		q.lanes, q.names = append(q.lanes, sp), append(q.names, name)
+	}
+	ents, err := os.ReadDir(filepath.Join(dir, lanesDir))
+	if err != nil {
+		return fail(err)
+	}
+	for _, e := range ents {
+		if !e.IsDir() || configured[e.Name()] {
+			continue
+		}
+		path := filepath.Join(dir, lanesDir, e.Name())
+		ro := opt
+		ro.ReadOnly, ro.MaxBytes = true, maxBytes
+		sp, rec, err := spool.Open(path, ro)
+		if err != nil {
+			return fail(err)
+		}
+		if rec.Events == 0 { // a lane of a sink gone from the flags, delivered: remove it
+			_ = sp.Close()
+			_ = os.RemoveAll(path)
+			continue
+		}
+		q.add(rec)
+		extra, extraNames = append(extra, sp), append(extraNames, e.Name())
+	}
+	q.lanes, q.names = append(q.lanes, extra...), append(q.names, extraNames...)
+	return q, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = lock.Close()
+		return nil, fmt.Errorf("spool: %s is in use by another process: %w", dir, err)
+	}
+	return lock, nil
+}
+
+func (q *spoolQueue) add(r spool.Recovery) {
+	t := &q.recovery
+	t.Events += r.Events
+	t.Bytes += r.Bytes
+	t.Segments += r.Segments
+	t.TornTails += r.TornTails
+	t.TornBytes += r.TornBytes
+	t.CorruptRegions += r.CorruptRegions
+	t.CorruptBytes += r.CorruptBytes
+	t.DamagedAcks += r.DamagedAcks
+	t.NoSpace = t.NoSpace || r.NoSpace
+}
+
+func (q *spoolQueue) Lanes() int { return len(q.lanes) }
+
+func (q *spoolQueue) Append(lane int, it *item) error {
+	bufp := recordPool.Get().(*[]byte)
+	rec := appendItem((*bufp)[:0], it)
+	err := q.lanes[lane].Append(rec)
+	*bufp = rec[:0]
+	putRecord(bufp)
+	switch {
+	case err == nil:
 		return nil
+	case errors.Is(err, spool.ErrFull):
+		return ErrLaneFull
+	case errors.Is(err, spool.ErrNoSpace):
+		return fmt.Errorf("%w: %w", ErrNoRoom, err)
+	case errors.Is(err, spool.ErrClosed):
+		return ErrStopped
 	}
-	r.damage = rec
-	r.log.Warn("spool opened; damaged records skipped (a write cut short by a crash leaves a torn tail; intact records are all kept)",
-		append(attrs, slog.Int("tornTails", rec.TornTails), slog.Int64("tornBytes", rec.TornBytes),
-			slog.Int("corruptRegions", rec.CorruptRegions), slog.Int64("corruptBytes", rec.CorruptBytes),
-			slog.Int("damagedDoneMarks", rec.DamagedAcks))...)
+	return err
+}
+
+func (q *spoolQueue) Take(ctx context.Context, lane int) (Entry, error) {
+	rec, err := q.lanes[lane].Next(ctx)
+	if err != nil {
+		if errors.Is(err, spool.ErrDrained) || errors.Is(err, spool.ErrClosed) {
+			return Entry{}, ErrStopped
+		}
+		return Entry{}, err
+	}
+	e := Entry{Lane: lane, ref: rec.Ref}
+	if e.Item, err = decodeItem(rec.Data); err != nil {
+		e.Raw = rec.Data
+	}
+	return e, nil
+}
+
+func (q *spoolQueue) Done(e Entry)             { q.lanes[e.Lane].Done(e.ref) }
+func (q *spoolQueue) Hold(Entry)               {}
+func (q *spoolQueue) Waiting(lane int) int64   { return q.lanes[lane].Events() }
+func (q *spoolQueue) laneBytes(lane int) int64 { return q.lanes[lane].Bytes() }
+
+func (q *spoolQueue) Err() error {
+	for i, sp := range q.lanes {
+		if err := sp.Err(); err != nil {
+			return fmt.Errorf("lane %s: %w", q.names[i], err)
+		}
+	}
 	return nil
 }
 
-// queueDepth is the number of accepted events waiting for a worker.
-func (r *Receiver) queueDepth() float64 {
-	if r.spool != nil {
-		return float64(max(r.spool.Events()-r.inFlight.Load(), 0))
+// Stop drains the lanes at once: each waits for its appends in progress to be on disk.
+func (q *spoolQueue) Stop() {
+	var wg sync.WaitGroup
+	for _, sp := range q.lanes {
+		wg.Go(sp.Drain)
 	}
-	return float64(len(r.queue))
+	wg.Wait()
 }
 
-// registerSpoolMetrics adds the spool's gauges and counters (zero without a spool, so every
-// series is there from the start) and the count of events held through an outage.
-func (r *Receiver) registerSpoolMetrics() {
-	stat := func(f func(*spool.Spool) int64) func() float64 {
-		return func() float64 {
-			if r.spool == nil {
-				return 0
-			}
-			return float64(f(r.spool))
-		}
+func (q *spoolQueue) Close() error {
+	var errs []error
+	for _, sp := range q.lanes {
+		errs = append(errs, sp.Close())
 	}
-	replayed := prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "imcallback_replayed_total",
-		Help: "Events found in the spool at start (left by an earlier process), delivered first.",
-	})
-	replayed.Add(float64(r.replayed))
-	damaged := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "imcallback_spool_damaged_total",
-		Help: "Damage found in the spool at start and skipped: torn_tail (a write cut short by a crash), corrupt_region (followed by intact records), damaged_done_mark (its event is delivered again).",
-	}, []string{"kind"})
-	damaged.WithLabelValues("torn_tail").Add(float64(r.damage.TornTails))
-	damaged.WithLabelValues("corrupt_region").Add(float64(r.damage.CorruptRegions))
-	damaged.WithLabelValues("damaged_done_mark").Add(float64(r.damage.DamagedAcks))
-	if r.spoolSync != nil {
-		r.metrics.registry.MustRegister(r.spoolSync)
+	if q.lock != nil {
+		errs = append(errs, q.lock.Close())
 	}
-	r.metrics.registry.MustRegister(replayed, damaged,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: contract.MetricSpoolBytes,
-			Help: "Bytes of the spool's files.",
-		}, stat((*spool.Spool).Bytes)),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: contract.MetricSpoolEvents,
-			Help: "Accepted events in the spool: waiting for delivery or being delivered.",
-		}, stat((*spool.Spool).Events)),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: contract.MetricSpoolMaxBytes,
-			Help: "Bound of the spool's files (--spool-max-bytes); 0 without a spool.",
-		}, func() float64 {
-			if r.spool == nil {
-				return 0
-			}
-			return float64(r.cfg.SpoolMaxBytes)
-		}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "imcallback_deliveries_held",
-			Help: "Events whose retries are used up but whose target accepted nothing since (an outage): held in the spool and retried until it is back.",
-		}, func() float64 { return float64(r.held.Load()) }),
-	)
+	return errors.Join(errs...)
+}
+
+// bytes and events are the totals of every lane.
+func (q *spoolQueue) bytes() (n int64) {
+	for _, sp := range q.lanes {
+		n += sp.Bytes()
+	}
+	return n
+}
+
+func (q *spoolQueue) events() (n int64) {
+	for _, sp := range q.lanes {
+		n += sp.Events()
+	}
+	return n
 }

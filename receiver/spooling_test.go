@@ -47,7 +47,7 @@ func TestSpoolDeliversAndEmpties(t *testing.T) {
 		}
 	}
 	eventually(t, "all delivered", func() bool { return s.count() == n })
-	eventually(t, "the spool is empty", func() bool { return rr.spool.Events() == 0 })
+	eventually(t, "the spool is empty", func() bool { return rr.spool.events() == 0 })
 	_, text := get(t, rr.adminURL+"/metrics")
 	for _, want := range []string{"imcallback_spool_events 0", "imcallback_replayed_total 0",
 		`imcallback_unavailable_total{reason="spool_full"} 0`, "imcallback_spool_max_bytes 6.7108864e+07"} {
@@ -174,8 +174,8 @@ func TestSpoolOutageWithADeadLetterSink(t *testing.T) {
 		}
 	}
 	eventually(t, "every event dead-lettered after its retries", func() bool { return dls.count() == 20 })
-	if c := countsOf(rr.Receiver); c.deadLettered != 20 || c.failed != 0 || rr.held.Load() != 0 {
-		t.Errorf("counts %+v, %d held", c, rr.held.Load())
+	if c := countsOf(rr.Receiver); c.deadLettered != 20 || c.failed != 0 || rr.delivery.held.Load() != 0 {
+		t.Errorf("counts %+v, %d held", c, rr.delivery.held.Load())
 	}
 	if err := rr.stop(t); err != nil {
 		t.Fatal(err)
@@ -219,12 +219,12 @@ func TestSpoolOutageLosesNothing(t *testing.T) {
 	}
 	wg.Wait()
 	// Well past the retries (3 attempts, a few ms): the held events keep being retried.
-	eventually(t, "the workers hold their events", func() bool { return rr.held.Load() == int64(cfg.Workers) })
+	eventually(t, "the workers hold their events", func() bool { return rr.delivery.held.Load() == int64(cfg.Workers) })
 	time.Sleep(300 * time.Millisecond)
 	if c := countsOf(rr.Receiver); c.deadLettered != 0 || c.failed != 0 || c.delivered != 0 {
 		t.Fatalf("during the outage: %+v", c)
 	}
-	if inFlight := rr.inFlight.Load(); inFlight > int64(cfg.Workers) {
+	if inFlight := rr.delivery.inFlight.Load(); inFlight > int64(cfg.Workers) {
 		t.Errorf("%d events in memory, more than the %d workers", inFlight, cfg.Workers)
 	}
 	if w := rr.queueDepth(); w != float64(n-cfg.Workers) {
@@ -242,8 +242,8 @@ func TestSpoolOutageLosesNothing(t *testing.T) {
 	if err := rr.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	if c := countsOf(rr.Receiver); c.deadLettered != 0 || c.failed != 0 || rr.spool.Events() != 0 {
-		t.Errorf("after the outage: %+v, %d left in the spool", c, rr.spool.Events())
+	if c := countsOf(rr.Receiver); c.deadLettered != 0 || c.failed != 0 || rr.spool.events() != 0 {
+		t.Errorf("after the outage: %+v, %d left in the spool", c, rr.spool.events())
 	}
 	for i := range n + 1 {
 		if k := taken[EventID("1400000001", CmdBlackListDelete, []byte(pairBody(i)))]; k != 1 {

@@ -103,7 +103,7 @@ func TestTypedReplies(t *testing.T) {
 				if w.Code != 200 || w.Body.String() != replyOK || after.accepted != before.accepted+1 {
 					t.Errorf("want accepted, got %d %s", w.Code, w.Body)
 				}
-				<-r.queue
+				takeQueued(t, r)
 				return
 			}
 			if w.Code != 400 || w.Body.String() != tc.reply {

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -116,8 +117,16 @@ func (s *Spool) createSegment(id uint64) (*segment, error) {
 	return g, nil
 }
 
-// preallocate writes a new segment's zeros; tests replace it to fill the filesystem.
-var preallocate = (*os.File).WriteAt
+// preallocate writes a new segment's zeros.
+func preallocate(f *os.File, b []byte, off int64) (int, error) {
+	if filesystemFull.Load() {
+		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	}
+	return f.WriteAt(b, off)
+}
+
+// filesystemFull makes preallocate fail as on a full filesystem (for tests).
+var filesystemFull atomic.Bool
 
 func (s *Spool) poke() {
 	select {

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -562,17 +560,9 @@ func TestWriteErrorIsSticky(t *testing.T) {
 // fullFilesystem makes every new segment fail as on a full filesystem until the returned
 // function is called.
 func fullFilesystem(t *testing.T) (free func()) {
-	var full atomic.Bool
-	full.Store(true)
-	orig := preallocate
-	preallocate = func(f *os.File, b []byte, off int64) (int, error) {
-		if full.Load() {
-			return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
-		}
-		return orig(f, b, off)
-	}
-	t.Cleanup(func() { preallocate = orig })
-	return func() { full.Store(false) }
+	filesystemFull.Store(true)
+	t.Cleanup(func() { filesystemFull.Store(false) })
+	return func() { filesystemFull.Store(false) }
 }
 
 // A spool reopened on a full filesystem recovers and hands out what it holds, refuses
