@@ -23,9 +23,10 @@ var (
 const (
 	// minBodyBuffer is the smallest pooled buffer and the first read of a body of unknown length.
 	minBodyBuffer = 4 << 10
-	// smallBody is the size up to which a body may use the whole budget; larger ones may use
-	// only largeShare of it, so large bodies (which callbacks seldom are) cannot keep the usual
-	// small callbacks waiting.
+	// smallBody is the buffer size from which a body is large (a body over 32 KiB gets a
+	// 64 KiB buffer): small ones may use the whole budget, large ones only largeShare of it,
+	// so large bodies (which callbacks seldom are) cannot keep the usual small callbacks
+	// waiting; slow bodies declaring 64 KiB included.
 	smallBody            = 64 << 10
 	largeShareNum        = 3
 	largeShareDen        = 4
@@ -167,7 +168,7 @@ type budgetWaiter struct {
 
 func (b *bodyBudget) fits(n int64) bool {
 	limit := b.limit
-	if n > smallBody {
+	if n >= smallBody {
 		limit = b.largeLimit
 	}
 	return b.used+n <= limit

@@ -298,3 +298,39 @@ func TestLargeUnreadBodyRefusedAndClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestBodiesOf64KiBAreLarge: slow bodies declaring exactly 64 KiB (a stranger with a captured
+// URL, or any client without a token) fill only the large share of the budget, so small
+// callbacks still find room; before, 64 KiB was in the small class and took it all.
+func TestBodiesOf64KiBAreLarge(t *testing.T) {
+	const budget = 16 << 20
+	b := newBodyReader(DefaultMaxBodyBytes, budget)
+	b.budget.maxWait = 100 * time.Millisecond
+	ctx := context.Background()
+	var writers []*io.PipeWriter
+	held := make(chan *[]byte, 400)
+	for range 300 { // 300 x 64 KiB = 18.75 MiB declared, more than the whole budget
+		pr, pw := io.Pipe()
+		writers = append(writers, pw)
+		go func() {
+			buf, _ := b.read(ctx, pr, 64<<10)
+			held <- buf
+		}()
+	}
+	defer func() {
+		for _, w := range writers {
+			_ = w.CloseWithError(io.ErrUnexpectedEOF)
+		}
+		for range writers {
+			b.release(<-held)
+		}
+	}()
+	eventually(t, "the slow bodies hold the large share", func() bool { return b.budget.inUse() == budget*3/4 })
+	for i := range 50 {
+		buf, err := b.read(ctx, strings.NewReader(blackListDeleteBody), int64(len(blackListDeleteBody)))
+		if err != nil {
+			t.Fatalf("small callback %d beside 300 slow 64 KiB bodies: %v", i, err)
+		}
+		b.release(buf)
+	}
+}

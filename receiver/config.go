@@ -273,6 +273,11 @@ func (c *Config) Validate() error {
 	}
 	if maxBody := cmp.Or(c.MaxBodyBytes, DefaultMaxBodyBytes); c.SpoolDir != "" && c.SpoolMaxBytes > 0 && c.SpoolMaxBytes < 2*maxBody {
 		add("spool-max-bytes (%d) must be at least twice max-body-bytes (%d)", c.SpoolMaxBytes, maxBody)
+	} else if n := int64(c.sinkCount()); c.SpoolDir != "" && c.SpoolMaxBytes > 0 && c.SpoolMaxBytes/n < 2*maxBody {
+		add("spool-max-bytes (%d) is shared by %d sinks, each lane's share must be at least twice max-body-bytes (%d): at least %d", c.SpoolMaxBytes, n, maxBody, 2*maxBody*n)
+	}
+	if c.DecisionTimeout > MaxDecisionTimeout {
+		add("%s must be at most %s, inside IM's 2-second wait (the resource's schema says the same), got %s", contract.FlagDecisionTimeout, MaxDecisionTimeout, c.DecisionTimeout)
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls-cert-file and tls-key-file must be given together")
@@ -301,4 +306,20 @@ func checkSinkURL(name, raw string, required bool) error {
 		return fmt.Errorf("%s %q has no host", name, u.Redacted())
 	}
 	return nil
+}
+
+// MaxDecisionTimeout bounds --decision-timeout: the failure policy must answer well inside
+// IM's 2 seconds.
+const MaxDecisionTimeout = 1500 * time.Millisecond
+
+// sinkCount is the number of distinct delivery sinks (the lanes of the queue), at least 1.
+func (c *Config) sinkCount() int {
+	seen := map[string]bool{}
+	if c.Sink != "" {
+		seen[c.Sink] = true
+	}
+	for _, rt := range c.Routes {
+		seen[rt.Sink] = true
+	}
+	return max(len(seen), 1)
 }

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -254,8 +255,10 @@ func exchangeFailure(ctx context.Context, err error) decisionFailure {
 }
 
 // answerErrorCode checks a decision service's answer: a JSON object with exactly one
-// member named ErrorCode (matched exactly, as IM reads it) whose value is an integer. It
-// reports whether that integer is 0.
+// member named ErrorCode (matched exactly, as IM reads it) whose value is an integer, and no
+// other member whose name equals ErrorCode in another letter case (a parser matching keys
+// case-insensitively, as Go's encoding/json does, may read that one instead: the intake's
+// rule for checked keys). It reports whether that integer is 0.
 func answerErrorCode(b []byte) (zero, ok bool) {
 	if !json.Valid(b) {
 		return false, false
@@ -267,10 +270,11 @@ func answerErrorCode(b []byte) (zero, ok bool) {
 	var code span
 	twice := false
 	walkObject(b, i, func(key span, escaped bool, val span) bool {
-		if string(memberKey(b, key, escaped)) != "ErrorCode" {
+		k := memberKey(b, key, escaped)
+		if !bytes.EqualFold(k, errorCodeKey) {
 			return true
 		}
-		if code.present() {
+		if code.present() || string(k) != "ErrorCode" {
 			twice = true
 			return false
 		}
@@ -287,6 +291,8 @@ func answerErrorCode(b []byte) (zero, ok bool) {
 	}
 	return true, true
 }
+
+var errorCodeKey = []byte("ErrorCode")
 
 // answerPool recycles the buffers decision answers are read into.
 var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

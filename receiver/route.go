@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -258,10 +257,6 @@ func (r *Receiver) logRouting() {
 		r.log.Info("decision service", slog.String("url", ds.url.Redacted()), slog.Any("commands", slices.Sorted(slices.Values(cmds))),
 			slog.String("timeout", r.cfg.DecisionTimeout.String()), slog.String("onFailure", r.cfg.DecisionFailure))
 	}
-	if r.cfg.DecisionTimeout >= imBudget && len(r.decisions) > 0 {
-		r.log.Warn("decision-timeout is not shorter than IM's 2-second wait: IM may give up before the failure policy answers",
-			slog.String("decisionTimeout", r.cfg.DecisionTimeout.String()))
-	}
 	for _, cmd := range slices.Sorted(maps.Keys(r.dispatch)) {
 		d := r.dispatch[cmd]
 		switch {
@@ -279,8 +274,6 @@ func (r *Receiver) logRouting() {
 	}
 }
 
-// imBudget is how long IM waits for a callback's answer.
-const imBudget = 2 * time.Second
 
 // routeList is the repeatable --route / --decision flag: CMD[,CMD...]=URL per use.
 type routeList[T any] struct {

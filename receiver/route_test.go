@@ -91,6 +91,9 @@ func TestRoutingConfig(t *testing.T) {
 		}, err: "sink is required for --commands Sns.CallbackFriendAdd"},
 		{name: "unknown failure policy", mutate: func(c *Config) { c.DecisionFailure = "deny" }, err: `decision-failure must be "allow" or "reject", got "deny"`},
 		{name: "negative decision timeout", mutate: func(c *Config) { c.DecisionTimeout = -time.Second }, err: "decision-timeout must not be negative"},
+		{name: "decision timeout of 1.5s", mutate: func(c *Config) { c.DecisionTimeout = 1500 * time.Millisecond }, forSit: []string{DefaultCommand}},
+		{name: "decision timeout over 1.5s", mutate: func(c *Config) { c.DecisionTimeout = 1501 * time.Millisecond },
+			err: "decision-timeout must be at most 1.5s, inside IM's 2-second wait"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := base()
