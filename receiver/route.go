@@ -274,7 +274,6 @@ func (r *Receiver) logRouting() {
 	}
 }
 
-
 // routeList is the repeatable --route / --decision flag: CMD[,CMD...]=URL per use.
 type routeList[T any] struct {
 	list *[]T
