@@ -262,7 +262,7 @@ func BenchmarkDeliver(b *testing.B) {
 		optPlatform: "RESTAPI", hasClientIP: true, hasOptPlatform: true, body: []byte(blackListDeleteBody)}
 	b.ReportAllocs()
 	for b.Loop() {
-		r.delivery.deliver(context.Background(), Entry{Item: it})
+		r.deliverer.deliver(context.Background(), Entry{Item: it})
 	}
 	if testutil.ToFloat64(r.metrics.failed) != 0 {
 		b.Fatal("deliveries failed")

@@ -19,11 +19,9 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-
-	"github.com/imcallback/callback-operator/internal/version"
 )
 
-// delivery is the receiver's third part: it takes the Queue's entries lane by lane, each lane
+// deliverer is the receiver's third part: it takes the Queue's entries lane by lane, each lane
 // with its own workers, and sends each event to its target, with retries, holding through an
 // outage, and the dead-letter sink. It knows nothing of the intake; the Queue is all they share.
 //
@@ -36,7 +34,7 @@ import (
 // or the shutdown timeout ends the process; only a refusal fails it. Each target's attempts go
 // through its pacer, so a target coming back from an outage gets its backlog at the pace it
 // accepts (pacer.go).
-type delivery struct {
+type deliverer struct {
 	*eventMaker
 	cfg       *Config
 	log       *slog.Logger
@@ -57,7 +55,7 @@ type delivery struct {
 
 // start starts Workers workers on every lane of the queue; they run until the queue is
 // stopped and drained, or ctx (the shutdown timeout) ends.
-func (d *delivery) start(ctx context.Context) {
+func (d *deliverer) start(ctx context.Context) {
 	for lane := range d.q.Lanes() {
 		for range d.cfg.Workers {
 			d.workers.Go(func() { d.worker(ctx, lane) })
@@ -66,7 +64,7 @@ func (d *delivery) start(ctx context.Context) {
 }
 
 // wait returns a channel closed once every worker has returned.
-func (d *delivery) wait() <-chan struct{} {
+func (d *deliverer) wait() <-chan struct{} {
 	done := make(chan struct{})
 	go func() { d.workers.Wait(); close(done) }()
 	return done
@@ -75,7 +73,7 @@ func (d *delivery) wait() <-chan struct{} {
 // worker delivers one lane's entries in order. An entry leaves the queue once delivered,
 // dead-lettered or counted failed; one whose delivery the shutdown timeout cut short stays in
 // a durable store for the next start (logged whole).
-func (d *delivery) worker(ctx context.Context, lane int) {
+func (d *deliverer) worker(ctx context.Context, lane int) {
 	for {
 		e, err := d.q.Take(ctx, lane)
 		if err != nil {
@@ -96,7 +94,7 @@ func (d *delivery) worker(ctx context.Context, lane int) {
 // finishRest handles, after the workers returned at the shutdown timeout, what the stopped
 // queue still holds: a durable store keeps it (each logged whole, counted left); the memory
 // queue loses it (each logged whole, counted failed).
-func (d *delivery) finishRest() {
+func (d *deliverer) finishRest() {
 	for lane := range d.q.Lanes() {
 		for {
 			e, err := d.q.Take(context.Background(), lane)
@@ -121,7 +119,7 @@ func (d *delivery) finishRest() {
 // deliver sends one event to its target, then to the dead-letter sink, and records the
 // result. ctx is cancelled only when the shutdown timeout runs out. It returns false when,
 // with a durable store, that cut the delivery short: the entry stays, logged whole, uncounted.
-func (d *delivery) deliver(ctx context.Context, e Entry) bool {
+func (d *deliverer) deliver(ctx context.Context, e Entry) bool {
 	it := e.Item
 	if it == nil {
 		d.failedCount.Add(1)
@@ -177,7 +175,7 @@ func (d *delivery) deliver(ctx context.Context, e Entry) bool {
 
 // fail counts an undelivered event and logs it whole (structured CloudEvent JSON), so it can
 // be replayed by hand.
-func (d *delivery) fail(ev *event.Event, it *item, why string) {
+func (d *deliverer) fail(ev *event.Event, it *item, why string) {
 	d.failedCount.Add(1)
 	d.metrics.failed.Inc()
 	d.metrics.deliveryFailed.Observe(time.Since(it.received).Seconds())
@@ -186,7 +184,7 @@ func (d *delivery) fail(ev *event.Event, it *item, why string) {
 }
 
 // leave logs an event whose delivery the shutdown timeout cut short; it stays in the store.
-func (d *delivery) leave(it *item, why string) {
+func (d *deliverer) leave(it *item, why string) {
 	d.leftCount.Add(1)
 	ev := d.newEvent(it)
 	d.log.Error("event left in the spool: not delivered before the shutdown timeout; the next start on this spool delivers it",
@@ -208,7 +206,7 @@ func wholeEvent(ev *event.Event, it *item) json.RawMessage {
 // retry holds the event: hold is called, and the next attempt comes after a jittered
 // backoff capped at maxOutageBackoff (longer only for the sink's Retry-After), or as soon as
 // the target takes another event.
-func (d *delivery) send(ctx context.Context, rt *route, ev *event.Event, obs interface{ Observe(float64) }, holdAfterRetries bool, hold func()) (int, string) {
+func (d *deliverer) send(ctx context.Context, rt *route, ev *event.Event, obs interface{ Observe(float64) }, holdAfterRetries bool, hold func()) (int, string) {
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil || !rt.pace.acquire(ctx) {
 			return attempt - 1, "shutdown timeout reached before delivery"
@@ -218,7 +216,7 @@ func (d *delivery) send(ctx context.Context, rt *route, ev *event.Event, obs int
 		end := time.Now()
 		obs.Observe(end.Sub(start).Seconds())
 		ok := err == nil && status >= 200 && status < 300
-		why, retry, overload := outcome(status, err)
+		why, retry, overload := classify(status, err)
 		rt.pace.release(ok, overload && ctx.Err() == nil)
 		if ok {
 			rt.health.accepted(end)
@@ -255,11 +253,11 @@ func (d *delivery) send(ctx context.Context, rt *route, ev *event.Event, obs int
 	}
 }
 
-// outcome describes a failed attempt, whether it is worth retrying (network errors, timeouts,
+// classify describes a failed attempt, whether it is worth retrying (network errors, timeouts,
 // 5xx, 404, 408, 409 and 429 are; other statuses are the sink refusing this event), and
 // whether it says the target is overloaded or down (network errors, timeouts, 5xx, 429): the
 // pacer then lets fewer attempts through at once.
-func outcome(status int, err error) (why string, retry, overload bool) {
+func classify(status int, err error) (why string, retry, overload bool) {
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
@@ -278,7 +276,7 @@ func outcome(status int, err error) (why string, retry, overload bool) {
 }
 
 // backoff is the delay before retry n (n >= 1).
-func (d *delivery) backoff(n int) time.Duration {
+func (d *deliverer) backoff(n int) time.Duration {
 	b := d.cfg.BackoffDelay
 	if d.cfg.BackoffPolicy == BackoffLinear {
 		return b * time.Duration(n)
@@ -309,10 +307,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-var userAgent = []string{"imcallback-receiver/" + version.Version}
-
 // attempt POSTs ev once, encoded by the CloudEvents SDK in binary mode.
-func (d *delivery) attempt(ctx context.Context, target *url.URL, ev *event.Event) (int, time.Duration, error) {
+func (d *deliverer) attempt(ctx context.Context, target *url.URL, ev *event.Event) (int, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, d.cfg.DeliveryTimeout)
 	defer cancel()
 	req := (&http.Request{

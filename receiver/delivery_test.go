@@ -179,7 +179,7 @@ func TestDeliveryNeverGivesUpOnATransientFailure(t *testing.T) {
 	cfg.Logger = jsonLogger(&logs)
 	rr := start(t, cfg)
 	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
-	eventually(t, "the event is held", func() bool { return rr.delivery.held.Load() == 1 })
+	eventually(t, "the event is held", func() bool { return rr.deliverer.held.Load() == 1 })
 	eventually(t, "more attempts than --retry allows", func() bool { return s.count() >= 4 })
 	if c := countsOf(rr.Receiver); c.failed != 0 || c.delivered != 0 {
 		t.Fatalf("counts while the sink is down: %+v", c)
@@ -194,7 +194,7 @@ func TestDeliveryNeverGivesUpOnATransientFailure(t *testing.T) {
 	down.Store(true)
 	rr = start(t, cfg)
 	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
-	eventually(t, "the event is held", func() bool { return rr.delivery.held.Load() == 1 })
+	eventually(t, "the event is held", func() bool { return rr.deliverer.held.Load() == 1 })
 	if err := rr.stop(t); err == nil || countsOf(rr.Receiver).failed != 1 {
 		t.Fatalf("Serve = %v, counts %+v: want the held event failed at the shutdown timeout", err, countsOf(rr.Receiver))
 	}
@@ -216,7 +216,7 @@ func TestDeliveryDeadLetterSinkDownFails(t *testing.T) {
 	post(t, rr.url, signedQuery(CmdBlackListDelete), blackListDeleteBody)
 	// The dead-letter sink is the last place: its outage holds the event, like the sink's
 	// without one, until the shutdown timeout fails it (in memory).
-	eventually(t, "the event is held for the dead-letter sink", func() bool { return rr.delivery.held.Load() == 1 })
+	eventually(t, "the event is held for the dead-letter sink", func() bool { return rr.deliverer.held.Load() == 1 })
 	if err := rr.stop(t); err == nil || countsOf(rr.Receiver).failed != 1 {
 		t.Fatalf("Serve = %v, want an error and the event failed", err)
 	}
@@ -294,14 +294,14 @@ func TestBackoff(t *testing.T) {
 		{BackoffExponential, []time.Duration{400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond}},
 		{BackoffLinear, []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 600 * time.Millisecond}},
 	} {
-		d := &delivery{cfg: &Config{BackoffPolicy: tc.policy, BackoffDelay: 200 * time.Millisecond}}
+		d := &deliverer{cfg: &Config{BackoffPolicy: tc.policy, BackoffDelay: 200 * time.Millisecond}}
 		for i, want := range tc.want {
 			if got := d.backoff(i + 1); got != want {
 				t.Errorf("%s backoff before retry %d = %v, want %v", tc.policy, i+1, got, want)
 			}
 		}
 	}
-	d := &delivery{cfg: &Config{BackoffPolicy: BackoffExponential, BackoffDelay: time.Second}}
+	d := &deliverer{cfg: &Config{BackoffPolicy: BackoffExponential, BackoffDelay: time.Second}}
 	if got := d.backoff(200); got != maxBackoff {
 		t.Errorf("exponential backoff does not saturate: %v", got)
 	}

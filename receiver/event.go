@@ -8,6 +8,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/imcallback/callback-operator/internal/version"
 )
 
 // eventMaker builds the CloudEvents of accepted callbacks; delivery and the decisions share it.
@@ -96,3 +98,6 @@ func (m *eventMaker) newEvent(it *item) event.Event {
 }
 
 var applicationJSON = event.ApplicationJSON
+
+// userAgent is the receiver's User-Agent on the requests it makes (events, decisions).
+var userAgent = []string{"imcallback-receiver/" + version.Version}

@@ -7,6 +7,42 @@ import (
 	"time"
 )
 
+// Unavailable is why a callback got 503: the value of imcallback_unavailable_total's reason
+// label.
+type Unavailable uint8
+
+// The reasons for a 503.
+const (
+	UnavailableQueueFull  Unavailable = iota // the in-memory queue (--queue-size) is full
+	UnavailableSpoolFull                     // the spool (--spool-max-bytes) is full
+	UnavailableDraining                      // shutting down: the shutdown delay is over
+	UnavailableSpoolError                    // the spool could not write or sync; /healthz fails so the container restarts
+	UnavailableBodyBudget                    // the bodies being read at once hold --max-body-bytes-in-flight
+	numUnavailable
+	available Unavailable = numUnavailable // enqueue's "accepted"
+)
+
+var unavailableNames = [numUnavailable]string{
+	UnavailableQueueFull:  "queue_full",
+	UnavailableSpoolFull:  "spool_full",
+	UnavailableDraining:   "draining",
+	UnavailableSpoolError: "spool_error",
+	UnavailableBodyBudget: "body_budget",
+}
+
+var unavailableBodies = [numUnavailable][]byte{
+	UnavailableQueueFull:  bodyQueueFull,
+	UnavailableSpoolFull:  replyBody(false, "receiver spool is full, try again later"),
+	UnavailableDraining:   bodyShuttingDown,
+	UnavailableSpoolError: replyBody(false, "receiver cannot store callbacks durably, try again later"),
+	UnavailableBodyBudget: bodyBusy,
+}
+
+func (u Unavailable) String() string { return unavailableNames[u] }
+
+// UnavailableReasons lists every imcallback_unavailable_total reason label value.
+func UnavailableReasons() []string { return append([]string(nil), unavailableNames[:]...) }
+
 // unavailableOf is the 503 reason of a failed Queue.Append (available for nil).
 func (r *Receiver) unavailableOf(err error) Unavailable {
 	switch {

@@ -65,11 +65,12 @@ type Entry struct {
 	ref  spool.Ref // spoolQueue's
 }
 
-// Errors of Queue.Append and Queue.Take.
+// Errors of Queue.Append and Queue.Take, and of a stored record that cannot be decoded.
 var (
-	ErrLaneFull = errors.New("queue: this lane's quota is full")
-	ErrNoRoom   = errors.New("queue: no room in the store now")
-	ErrStopped  = errors.New("queue: stopped")
+	errBadRecord = errors.New("spooled record cannot be decoded")
+	ErrLaneFull  = errors.New("queue: this lane's quota is full")
+	ErrNoRoom    = errors.New("queue: no room in the store now")
+	ErrStopped   = errors.New("queue: stopped")
 )
 
 // memQueue is the in-memory Queue: a bounded channel per lane, lost with the process.

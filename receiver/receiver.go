@@ -49,13 +49,13 @@ type Receiver struct {
 	transport     *http.Transport
 
 	// The three parts: the intake (handler.go) appends to queue; delivery takes from it.
-	queue    Queue
-	mem      *memQueue   // queue without --spool-dir
-	spool    *spoolQueue // queue with --spool-dir
-	delivery *delivery
-	drainMu  sync.RWMutex // held for reading while enqueueing, for writing to start the drain
-	draining bool         // guarded by drainMu; once true nothing more is queued
-	intake   intakeState  // whether callbacks are being refused for want of room (/readyz)
+	queue     Queue
+	mem       *memQueue   // queue without --spool-dir
+	spool     *spoolQueue // queue with --spool-dir
+	deliverer *deliverer
+	drainMu   sync.RWMutex // held for reading while enqueueing, for writing to start the drain
+	draining  bool         // guarded by drainMu; once true nothing more is queued
+	intake    intakeState  // whether callbacks are being refused for want of room (/readyz)
 
 	metrics *metrics
 
@@ -136,7 +136,7 @@ func New(cfg Config) (*Receiver, error) {
 			}
 			return float64(r.mem.capacity())
 		},
-		func() float64 { return float64(r.delivery.inFlight.Load()) },
+		func() float64 { return float64(r.deliverer.inFlight.Load()) },
 	)
 	if err := r.setUpRouting(); err != nil {
 		return nil, err
@@ -269,7 +269,7 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 
 	deliverCtx, stopDelivery := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDelivery()
-	r.delivery.start(deliverCtx)
+	r.deliverer.start(deliverCtx)
 
 	serveErr := make(chan error, 2)
 	go func() {
@@ -313,28 +313,28 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 	r.drainMu.Unlock()
 	r.queue.Stop() // workers stop once they have taken every queued event
 	r.log.Info("draining the delivery queue; callbacks now get 503",
-		slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.delivery.inFlight.Load()))
+		slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.deliverer.inFlight.Load()))
 
 	// Keep some of the budget for the final scrape when somebody scrapes us.
 	drainDeadline := deadline
 	if r.scraped.Load() {
 		drainDeadline = deadline.Add(-min(r.cfg.ShutdownTimeout/5, 5*time.Second))
 	}
-	done := r.delivery.wait()
+	done := r.deliverer.wait()
 	timer := time.NewTimer(time.Until(drainDeadline))
 	select {
 	case <-done:
 	case <-timer.C:
 		if r.spool != nil {
 			r.log.Error("shutdown timeout reached with events still undelivered; they stay in the spool for the next start and are logged whole",
-				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.delivery.inFlight.Load()))
+				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.deliverer.inFlight.Load()))
 		} else {
 			r.log.Error("shutdown timeout reached with events still undelivered; failing them",
-				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.delivery.inFlight.Load()))
+				slog.Int("queued", int(r.queueDepth())), slog.Int64("inFlight", r.deliverer.inFlight.Load()))
 		}
 		stopDelivery() // workers fail (or, with a spool, leave) what is left, logging each event whole
 		<-done
-		r.delivery.finishRest()
+		r.deliverer.finishRest()
 	}
 	timer.Stop()
 
@@ -372,8 +372,8 @@ func (r *Receiver) shutdown(cb, adm *http.Server, stopDelivery context.CancelFun
 		r.log.Error("closing the spool", slog.Any("error", err))
 	}
 
-	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", r.delivery.failedCount.Load()),
-		slog.Int64("leftInSpool", r.delivery.leftCount.Load()))
+	r.log.Info("receiver stopped", slog.String("took", time.Since(begin).String()), slog.Int64("undelivered", r.deliverer.failedCount.Load()),
+		slog.Int64("leftInSpool", r.deliverer.leftCount.Load()))
 	if fatal != nil {
 		return fatal
 	}
@@ -384,7 +384,7 @@ var errAlreadyServed = errors.New("receiver: Serve called more than once")
 
 // undeliveredErr says how many accepted events were neither delivered nor dead-lettered.
 func (r *Receiver) undeliveredErr() error {
-	failed, left := r.delivery.failedCount.Load(), r.delivery.leftCount.Load()
+	failed, left := r.deliverer.failedCount.Load(), r.deliverer.leftCount.Load()
 	var errs []error
 	if failed > 0 {
 		errs = append(errs, fmt.Errorf("%d accepted event(s) were neither delivered nor dead-lettered; each is logged whole", failed))

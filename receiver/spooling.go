@@ -16,42 +16,6 @@ import (
 	"github.com/imcallback/callback-operator/receiver/spool"
 )
 
-// Unavailable is why a callback got 503: the value of imcallback_unavailable_total's reason
-// label.
-type Unavailable uint8
-
-// The reasons for a 503.
-const (
-	UnavailableQueueFull  Unavailable = iota // the in-memory queue (--queue-size) is full
-	UnavailableSpoolFull                     // the spool (--spool-max-bytes) is full
-	UnavailableDraining                      // shutting down: the shutdown delay is over
-	UnavailableSpoolError                    // the spool could not write or sync; /healthz fails so the container restarts
-	UnavailableBodyBudget                    // the bodies being read at once hold --max-body-bytes-in-flight
-	numUnavailable
-	available Unavailable = numUnavailable // enqueue's "accepted"
-)
-
-var unavailableNames = [numUnavailable]string{
-	UnavailableQueueFull:  "queue_full",
-	UnavailableSpoolFull:  "spool_full",
-	UnavailableDraining:   "draining",
-	UnavailableSpoolError: "spool_error",
-	UnavailableBodyBudget: "body_budget",
-}
-
-var unavailableBodies = [numUnavailable][]byte{
-	UnavailableQueueFull:  bodyQueueFull,
-	UnavailableSpoolFull:  replyBody(false, "receiver spool is full, try again later"),
-	UnavailableDraining:   bodyShuttingDown,
-	UnavailableSpoolError: replyBody(false, "receiver cannot store callbacks durably, try again later"),
-	UnavailableBodyBudget: bodyBusy,
-}
-
-func (u Unavailable) String() string { return unavailableNames[u] }
-
-// UnavailableReasons lists every imcallback_unavailable_total reason label value.
-func UnavailableReasons() []string { return append([]string(nil), unavailableNames[:]...) }
-
 // recordPool recycles the buffers records are encoded into; a buffer grown beyond
 // maxPooledRecord is dropped, so that a few large bodies do not pin memory.
 var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -90,8 +54,6 @@ func appendItem(dst []byte, it *item) []byte {
 	}
 	return append(dst, it.body...)
 }
-
-var errBadRecord = errors.New("spooled record cannot be decoded")
 
 // decodeItem reads a record written by appendItem; the body aliases b.
 func decodeItem(b []byte) (*item, error) {
@@ -222,17 +184,17 @@ func lockDir(dir string) (*os.File, error) {
 	return lock, nil
 }
 
-func (q *spoolQueue) add(r spool.Recovery) {
+func (q *spoolQueue) add(got spool.Recovery) {
 	t := &q.recovery
-	t.Events += r.Events
-	t.Bytes += r.Bytes
-	t.Segments += r.Segments
-	t.TornTails += r.TornTails
-	t.TornBytes += r.TornBytes
-	t.CorruptRegions += r.CorruptRegions
-	t.CorruptBytes += r.CorruptBytes
-	t.DamagedAcks += r.DamagedAcks
-	t.NoSpace = t.NoSpace || r.NoSpace
+	t.Events += got.Events
+	t.Bytes += got.Bytes
+	t.Segments += got.Segments
+	t.TornTails += got.TornTails
+	t.TornBytes += got.TornBytes
+	t.CorruptRegions += got.CorruptRegions
+	t.CorruptBytes += got.CorruptBytes
+	t.DamagedAcks += got.DamagedAcks
+	t.NoSpace = t.NoSpace || got.NoSpace
 }
 
 func (q *spoolQueue) Lanes() int { return len(q.lanes) }

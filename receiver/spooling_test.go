@@ -174,8 +174,8 @@ func TestSpoolOutageWithADeadLetterSink(t *testing.T) {
 		}
 	}
 	eventually(t, "every event dead-lettered after its retries", func() bool { return dls.count() == 20 })
-	if c := countsOf(rr.Receiver); c.deadLettered != 20 || c.failed != 0 || rr.delivery.held.Load() != 0 {
-		t.Errorf("counts %+v, %d held", c, rr.delivery.held.Load())
+	if c := countsOf(rr.Receiver); c.deadLettered != 20 || c.failed != 0 || rr.deliverer.held.Load() != 0 {
+		t.Errorf("counts %+v, %d held", c, rr.deliverer.held.Load())
 	}
 	if err := rr.stop(t); err != nil {
 		t.Fatal(err)
@@ -219,12 +219,12 @@ func TestSpoolOutageLosesNothing(t *testing.T) {
 	}
 	wg.Wait()
 	// Well past the retries (3 attempts, a few ms): the held events keep being retried.
-	eventually(t, "the workers hold their events", func() bool { return rr.delivery.held.Load() == int64(cfg.Workers) })
+	eventually(t, "the workers hold their events", func() bool { return rr.deliverer.held.Load() == int64(cfg.Workers) })
 	time.Sleep(300 * time.Millisecond)
 	if c := countsOf(rr.Receiver); c.deadLettered != 0 || c.failed != 0 || c.delivered != 0 {
 		t.Fatalf("during the outage: %+v", c)
 	}
-	if inFlight := rr.delivery.inFlight.Load(); inFlight > int64(cfg.Workers) {
+	if inFlight := rr.deliverer.inFlight.Load(); inFlight > int64(cfg.Workers) {
 		t.Errorf("%d events in memory, more than the %d workers", inFlight, cfg.Workers)
 	}
 	if w := rr.queueDepth(); w != float64(n-cfg.Workers) {

@@ -66,7 +66,7 @@ func (r *Receiver) queueDepth() float64 {
 	for lane := range r.queue.Lanes() {
 		n += r.queue.Waiting(lane)
 	}
-	return float64(max(n-r.delivery.inFlight.Load(), 0))
+	return float64(max(n-r.deliverer.inFlight.Load(), 0))
 }
 
 // registerQueueMetrics adds the spool's gauges and counters (zero without a spool, so every
@@ -117,7 +117,7 @@ func (r *Receiver) registerQueueMetrics() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "imcallback_deliveries_held",
 			Help: "Events whose retries are used up and that have nowhere else to go (no dead-letter sink), held and retried until their target takes them.",
-		}, func() float64 { return float64(r.delivery.held.Load()) }),
+		}, func() float64 { return float64(r.deliverer.held.Load()) }),
 	)
 	queued := prometheus.NewDesc("imcallback_route_queue_depth",
 		"Accepted events of a route's sink not yet delivered, dead-lettered or failed (its lane of the queue).", []string{"sink"}, nil)
@@ -160,7 +160,7 @@ func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
 // newDelivery builds the delivery part over the receiver's queue and routes.
 func (r *Receiver) newDelivery() {
-	r.delivery = &delivery{
+	r.deliverer = &deliverer{
 		eventMaker: &r.eventMaker,
 		cfg:        &r.cfg,
 		log:        r.log,
@@ -172,7 +172,7 @@ func (r *Receiver) newDelivery() {
 		metrics:    r.metrics,
 	}
 	if r.dlsURL != nil {
-		r.delivery.dls = &route{url: r.dlsURL, label: sinkLabel(r.dlsURL), pace: newPacer(r.cfg.Workers * max(r.queue.Lanes(), 1))}
+		r.deliverer.dls = &route{url: r.dlsURL, label: sinkLabel(r.dlsURL), pace: newPacer(r.cfg.Workers * max(r.queue.Lanes(), 1))}
 	}
 }
 
@@ -185,9 +185,9 @@ func (r *Receiver) Deliver(ctx context.Context) error {
 		return errAlreadyServed
 	}
 	r.queue.Stop()
-	r.delivery.start(ctx)
-	<-r.delivery.wait()
-	r.delivery.finishRest()
+	r.deliverer.start(ctx)
+	<-r.deliverer.wait()
+	r.deliverer.finishRest()
 	r.transport.CloseIdleConnections()
 	if err := r.queue.Close(); err != nil {
 		r.log.Error("closing the spool", slog.Any("error", err))
