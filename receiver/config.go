@@ -100,8 +100,13 @@ type Config struct {
 	// process if this one dies. SpoolMaxBytes bounds its files; a full spool answers 503.
 	SpoolDir      string
 	SpoolMaxBytes int64
-	// Workers is the number of concurrent deliveries.
+	// Workers is the number of concurrent deliveries per sink: each sink's lane has its own.
 	Workers int
+	// MaxConnections bounds the open connections of the callback port (DefaultMaxConnections):
+	// beyond it, new connections wait in the kernel's backlog until one closes, so that
+	// connections alone (idle, or strangers' half-open TLS handshakes) cannot take the pod's
+	// memory. TLS handshakes in progress are bounded to a quarter of it.
+	MaxConnections int
 
 	// MaxBodyBytes bounds a callback's body; larger ones get 413.
 	MaxBodyBytes int64
@@ -147,6 +152,7 @@ func DefaultConfig() Config {
 		MaxRetryAfter:        DefaultMaxRetryAfter,
 		QueueSize:            DefaultQueueSize,
 		Workers:              DefaultWorkers,
+		MaxConnections:       DefaultMaxConnections,
 		MaxBodyBytes:         DefaultMaxBodyBytes,
 		MaxClockSkew:         DefaultMaxClockSkew,
 		Listen:               DefaultListen,
@@ -171,6 +177,7 @@ func (c Config) withDefaults() Config {
 	orDefault(&c.MaxRetryAfter, DefaultMaxRetryAfter)
 	orDefault(&c.QueueSize, DefaultQueueSize)
 	orDefault(&c.Workers, DefaultWorkers)
+	orDefault(&c.MaxConnections, DefaultMaxConnections)
 	orDefault(&c.MaxBodyBytes, DefaultMaxBodyBytes)
 	orDefault(&c.MaxClockSkew, DefaultMaxClockSkew)
 	orDefault(&c.ShutdownTimeout, DefaultShutdownTimeout)
@@ -253,6 +260,9 @@ func (c *Config) Validate() error {
 	if c.QueueSize < 0 {
 		add("queue-size must be > 0, got %d", c.QueueSize)
 	}
+	if c.MaxConnections < 0 {
+		add("max-connections must be > 0, got %d", c.MaxConnections)
+	}
 	if c.Workers < 0 {
 		add("workers must be > 0, got %d", c.Workers)
 	}
@@ -307,6 +317,11 @@ func checkSinkURL(name, raw string, required bool) error {
 	}
 	return nil
 }
+
+// DefaultMaxConnections bounds the callback port's connections: ~13 KB each for a half-open
+// TLS handshake, ~20 KB for an idle kept-alive one, so at most ~80 MB of the pod's memory; IM
+// keeps a few dozen.
+const DefaultMaxConnections = 4096
 
 // MaxDecisionTimeout bounds --decision-timeout: the failure policy must answer well inside
 // IM's 2 seconds.

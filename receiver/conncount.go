@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // net/http answers some requests itself, before any handler runs: 431 for headers (and so a
@@ -21,21 +25,82 @@ import (
 // is one of net/http's own, counted under its reason. With TLS the wrapper sits above the TLS
 // connection (see tlsCountingConn), so it sees the replies before they are encrypted.
 
-// countingListener wraps accepted connections in countingConns.
+// countingListener wraps accepted connections in countingConns, and bounds how many are
+// open (slots) and how many TLS handshakes are in progress (handshakes).
 type countingListener struct {
 	net.Listener
-	r *Receiver
+	r          *Receiver
+	slots      chan struct{}
+	handshakes *handshakes
+	closed     chan struct{}
+	closeOnce  sync.Once
 }
 
-func (l countingListener) Accept() (net.Conn, error) {
+func newCountingListener(l net.Listener, r *Receiver, maxConns int) *countingListener {
+	return &countingListener{Listener: l, r: r, slots: make(chan struct{}, maxConns),
+		handshakes: &handshakes{max: max(maxConns/2, 1)}, closed: make(chan struct{})}
+}
+
+// handshakes bounds the TLS handshakes in progress: beyond max, the oldest is ended. A
+// client's handshake is a round trip or two; strangers' half-open ones are the old ones, so
+// ending the oldest keeps the memory bounded (~13 KB each) without refusing IM's, unless
+// max new handshakes arrive within one of IM's round trips.
+type handshakes struct {
+	mu      sync.Mutex
+	max     int
+	list    list.List // of *tlsCountingConn, oldest first
+	evicted atomic.Int64
+}
+
+func (h *handshakes) start(c *tlsCountingConn) *list.Element {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for h.list.Len() >= h.max {
+		old := h.list.Remove(h.list.Front()).(*tlsCountingConn)
+		_ = old.tls.NetConn().Close() // its handshake fails at once
+		h.evicted.Add(1)
+	}
+	return h.list.PushBack(c)
+}
+
+func (h *handshakes) end(e *list.Element) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e.Value != nil {
+		h.list.Remove(e)
+		e.Value = nil
+	}
+}
+
+func (h *handshakes) inProgress() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.list.Len()
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	// Wait for a slot before accepting: the connections beyond the bound wait in the
+	// kernel's backlog, costing this process nothing.
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
 	c, err := l.Listener.Accept()
 	if err != nil {
+		<-l.slots
 		return nil, err
 	}
+	release := func() { <-l.slots }
 	if tc, ok := c.(*tls.Conn); ok {
-		return &tlsCountingConn{countingConn: countingConn{Conn: c, r: l.r}, tls: tc}, nil
+		return &tlsCountingConn{countingConn: countingConn{Conn: c, r: l.r, release: release}, tls: tc, handshakes: l.handshakes}, nil
 	}
-	return &countingConn{Conn: c, r: l.r}, nil
+	return &countingConn{Conn: c, r: l.r, release: release}, nil
+}
+
+func (l *countingListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 // countingConn tells net/http's own replies from the handler's.
@@ -46,6 +111,14 @@ type countingConn struct {
 	// the reply that follows.
 	handled         atomic.Bool
 	handshakeFailed atomic.Bool
+	release         func() // gives the listener's slot back, once
+	closeOnce       sync.Once
+}
+
+func (c *countingConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(c.release)
+	return err
 }
 
 // tlsCountingConn is a countingConn over TLS. net/http takes a connection that is not a
@@ -54,15 +127,20 @@ type countingConn struct {
 // within tlsHandshakeTimeout, as net/http itself would do it.
 type tlsCountingConn struct {
 	countingConn
-	tls *tls.Conn
+	tls        *tls.Conn
+	handshakes *handshakes // the listener's bound on handshakes in progress
 }
 
-// tlsHandshakeTimeout is what net/http allows a handshake: its shortest read or write timeout.
-const tlsHandshakeTimeout = 10 * time.Second
+// tlsHandshakeTimeout bounds a handshake: a client's takes a round trip or two (IM's are
+// within a second from anywhere), and strangers' half-open ones hold memory (~13 KB each)
+// for as long as it allows.
+const tlsHandshakeTimeout = 3 * time.Second
 
 func (c *tlsCountingConn) ConnectionState() tls.ConnectionState {
 	_ = c.tls.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	e := c.handshakes.start(c)
 	err := c.tls.HandshakeContext(context.Background())
+	c.handshakes.end(e)
 	_ = c.tls.SetDeadline(time.Time{})
 	if err != nil {
 		c.handshakeFailed.Store(true)
@@ -148,5 +226,31 @@ func (r *Receiver) refusedByServer(remote net.Addr, code []byte) {
 			slog.String("reason", reason.String()), slog.Int("status", int(code[0]-'0')*100+int(code[1]-'0')*10+int(code[2]-'0')),
 			slog.String("info", "refused by net/http before the handler"), slog.String("remote", remote.String()),
 			slog.Int64("notLoggedSinceLastLine", left))
+	}
+}
+
+// connCollectors are the gauges of the callback port's connections and TLS handshakes.
+func (r *Receiver) connCollectors() []prometheus.Collector {
+	of := func(f func(*countingListener) float64) func() float64 {
+		return func() float64 {
+			if l := r.conns.Load(); l != nil {
+				return f(l)
+			}
+			return 0
+		}
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "imcallback_connections_open",
+			Help: "Open connections of the callback port, bounded by --max-connections (beyond it new ones wait in the kernel's backlog).",
+		}, of(func(l *countingListener) float64 { return float64(len(l.slots)) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "imcallback_tls_handshakes_in_progress",
+			Help: "TLS handshakes in progress on the callback port, bounded by half of --max-connections (beyond it the oldest is ended).",
+		}, of(func(l *countingListener) float64 { return float64(l.handshakes.inProgress()) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "imcallback_tls_handshakes_ended_total",
+			Help: "TLS handshakes ended unfinished because newer ones reached the bound (half-open handshakes of strangers, as a rule).",
+		}, of(func(l *countingListener) float64 { return float64(l.handshakes.evicted.Load()) })),
 	}
 }

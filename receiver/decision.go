@@ -76,6 +76,7 @@ const (
 	failureStatus                        // a non-2xx status
 	failureInvalidAnswer                 // a 2xx body that is not a JSON object with an integer ErrorCode
 	failureTooLarge                      // a 2xx body over MaxDecisionAnswer
+	failureBusy                          // maxDecisionsInFlight exchanges were in progress already
 	numDecisionFailures
 )
 
@@ -87,6 +88,7 @@ var decisionFailureNames = [numDecisionFailures]string{
 	failureStatus:        "bad_status",
 	failureInvalidAnswer: "invalid_answer",
 	failureTooLarge:      "answer_too_large",
+	failureBusy:          "busy",
 }
 
 // decisionFailureInfo is the ErrorInfo of the reject policy's answer, per failure.
@@ -97,6 +99,7 @@ var decisionFailureInfo = [numDecisionFailures]string{
 	failureStatus:        "decision service answered with an error status",
 	failureInvalidAnswer: "decision service answer is not a JSON object with an integer ErrorCode",
 	failureTooLarge:      "decision service answer is larger than 64 KiB",
+	failureBusy:          "too many decisions in progress",
 }
 
 // decisionRejectBodies are the reject policy's answers, built once.
@@ -111,6 +114,7 @@ var decisionRejectBodies = func() (b [numDecisionFailures][]byte) {
 type decisionState struct {
 	decisions         []*decisionService
 	decisionTransport *http.Transport // its own keep-alive pool, apart from delivery's
+	decisionSlots     chan struct{}   // bounds the exchanges in progress
 
 	lastDecisionFailureLog   atomic.Int64 // unix nanoseconds
 	decisionFailureNotLogged atomic.Int64
@@ -128,11 +132,19 @@ func (r *Receiver) newDecisionService(raw string) (*decisionService, error) {
 	}
 	if r.decisionTransport == nil {
 		r.decisionTransport = newDecisionTransport()
+		r.decisionSlots = make(chan struct{}, maxDecisionsInFlight)
 	}
 	ds := &decisionService{url: u}
 	r.decisions = append(r.decisions, ds)
 	return ds, nil
 }
+
+// maxDecisionsInFlight bounds the exchanges with decision services in progress at once;
+// beyond it the failure policy answers at once (reason busy). Each holds ~100 KB (the body,
+// the answer buffer, the request, a connection), so the bound keeps them within ~50 MB of
+// the pod's memory whatever a flood of before-callbacks (or a stranger with a captured URL)
+// does; a decision service keeping up answers in milliseconds, so at IM's rates they are few.
+const maxDecisionsInFlight = 512
 
 // decisionIdleConns is how many idle keep-alive connections to a decision service are kept:
 // one per concurrent decision up to it, so a steady load never opens new connections.
@@ -161,7 +173,17 @@ func (r *Receiver) decide(w http.ResponseWriter, req *http.Request, start time.T
 	bufp := answerPool.Get().(*[]byte)
 	defer putAnswer(bufp)
 
-	answer, allowed, failure, err := r.exchange(req.Context(), ds, &it, bufp)
+	var answer []byte
+	var allowed bool
+	var failure decisionFailure
+	var err error
+	select {
+	case r.decisionSlots <- struct{}{}:
+		answer, allowed, failure, err = r.exchange(req.Context(), ds, &it, bufp)
+		<-r.decisionSlots
+	default:
+		failure, err = failureBusy, errDecisionsBusy
+	}
 	took := time.Since(start)
 	var result decisionResult
 	switch {
@@ -293,6 +315,8 @@ func answerErrorCode(b []byte) (zero, ok bool) {
 }
 
 var errorCodeKey = []byte("ErrorCode")
+
+var errDecisionsBusy = errors.New("too many decisions in progress")
 
 // answerPool recycles the buffers decision answers are read into.
 var answerPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

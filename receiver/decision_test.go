@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -586,4 +587,44 @@ func FuzzAnswerErrorCode(f *testing.F) {
 			t.Fatalf("answerErrorCode(%q) = zero %v, ok %v; encoding/json says zero %v, ok %v", b, zero, ok, wantZero, wantOK)
 		}
 	})
+}
+
+// TestDecisionsInFlightBounded: with maxDecisionsInFlight exchanges waiting on a slow
+// decision service, the next decided callback is answered at once by the failure policy
+// (reason busy) instead of holding ~100 KB more; once they end, decisions go through again.
+func TestDecisionsInFlightBounded(t *testing.T) {
+	release := make(chan struct{})
+	var waiting atomic.Int64
+	svc := newSink(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		waiting.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	cfg := decidingConfig(svc.URL)
+	cfg.DecisionFailure = DecisionFailureReject
+	r := newReceiver(t, cfg)
+	var wg sync.WaitGroup
+	for range maxDecisionsInFlight {
+		wg.Go(func() { serveDecided(r, CmdC2CBeforeSendMsg, c2cBeforeBody) })
+	}
+	eventually(t, "every slot waits on the service", func() bool { return waiting.Load() == maxDecisionsInFlight })
+	begin := time.Now()
+	w := serveDecided(r, CmdC2CBeforeSendMsg, c2cBeforeBody)
+	if took := time.Since(begin); took > 100*time.Millisecond {
+		t.Errorf("the callback beyond the bound took %v", took)
+	}
+	if w.Body.String() != string(decisionRejectBodies[failureBusy]) {
+		t.Errorf("beyond the bound: %s", w.Body)
+	}
+	if d := decisionCountsOf(r); d.failures[failureBusy] != 1 {
+		t.Errorf("busy failures %v, want 1", d.failures[failureBusy])
+	}
+	close(release)
+	wg.Wait()
+	if w := serveDecided(r, CmdC2CBeforeSendMsg, c2cBeforeBody); w.Body.String() != replyOK {
+		t.Errorf("after the slow ones ended: %s", w.Body)
+	}
 }

@@ -80,6 +80,7 @@ type Receiver struct {
 	handler, admin http.Handler
 	certs          *certReloader // nil without TLS
 
+	conns       atomic.Pointer[countingListener] // the callback port's, once serving
 	served      atomic.Bool
 	ready       atomic.Bool
 	scraped     atomic.Bool // /metrics was scraped at least once
@@ -147,6 +148,7 @@ func New(cfg Config) (*Receiver, error) {
 	r.intake = newIntakeState(len(r.routes))
 	r.newDelivery()
 	r.metrics.registry.MustRegister(replayCollectors(r.replay)...)
+	r.metrics.registry.MustRegister(r.connCollectors()...)
 	r.registerQueueMetrics()
 	r.handler = http.HandlerFunc(r.serveCallback)
 	r.admin = r.newAdminHandler()
@@ -257,7 +259,9 @@ func (r *Receiver) Serve(ctx context.Context, callbacks, admin net.Listener) err
 		callbacks = tls.NewListener(callbacks, &tls.Config{MinVersion: tls.VersionTLS12,
 			GetCertificate: r.certs.getCertificate, NextProtos: []string{"http/1.1"}})
 	}
-	callbacks = countingListener{Listener: callbacks, r: r}
+	conns := newCountingListener(callbacks, r, r.cfg.MaxConnections)
+	r.conns.Store(conns)
+	callbacks = conns
 	var adm *http.Server
 	if admin != nil {
 		// Only the manager and the kubelet need it, but anything in the cluster may reach it.

@@ -226,3 +226,58 @@ func TestTLSServerRefusalsCounted(t *testing.T) {
 	}
 	eventually(t, "the handshake error is logged", func() bool { return strings.Contains(logs.String(), "TLS handshake error") })
 }
+
+// TestHalfOpenHandshakesBounded: strangers opening TLS connections that never finish the
+// handshake hold at most max-connections/2 handshakes (the oldest are ended), and a valid
+// callback over TLS meanwhile is answered at once. Before, they were unbounded (~13 KB each,
+// 19,500 reached 254 MB) and lasted 10 s each.
+func TestHalfOpenHandshakesBounded(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	pool := writeCert(t, certFile, keyFile, "bound")
+	s := newSink(t, nil)
+	cfg := testConfig(s.URL)
+	cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+	cfg.MaxConnections = 200 // 100 handshakes at once
+	rr := start(t, cfg)
+	addr := strings.TrimPrefix(rr.url, "https://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	for range 600 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte{0x16, 0x03, 0x01}) // the start of a record header, then nothing
+		conns = append(conns, c)
+	}
+	t0 := time.Now()
+	eventually(t, "the handshakes beyond the bound are ended", func() bool {
+		l := rr.conns.Load()
+		return l.handshakes.evicted.Load() >= 500 && l.handshakes.inProgress() <= 100
+	})
+	t.Logf("bound reached in %v", time.Since(t0))
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	begin := time.Now()
+	resp, err := c.Post(rr.url+testPath+"?"+signedQuery(CmdBlackListDelete), "application/json", strings.NewReader(blackListDeleteBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(begin); resp.StatusCode != 200 || took > time.Second {
+		t.Errorf("valid callback beside 600 half-open handshakes: %d in %v", resp.StatusCode, took)
+	}
+	if got := gaugeValue(t, rr.adminURL, "imcallback_tls_handshakes_in_progress"); got == "" {
+		t.Error("no imcallback_tls_handshakes_in_progress")
+	}
+	c.CloseIdleConnections()
+	t1 := time.Now()
+	err = rr.stop(t)
+	if err != nil || time.Since(t1) > 2*tlsHandshakeTimeout {
+		t.Errorf("stop took %v: %v", time.Since(t1), err)
+	}
+}

@@ -29,7 +29,9 @@ const (
 	FlagDeliveryTimeout = "delivery-timeout"
 	FlagQueueSize       = "queue-size"
 	FlagWorkers         = "workers"
-	FlagMaxBodyBytes    = "max-body-bytes"
+	// FlagMaxConnections bounds the callback port's open connections.
+	FlagMaxConnections = "max-connections"
+	FlagMaxBodyBytes   = "max-body-bytes"
 	// FlagMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
 	FlagMaxBodyBytesInFlight = "max-body-bytes-in-flight"
 	// FlagReplayWindowSize bounds how many accepted callbacks are remembered to recognise
