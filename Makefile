@@ -116,6 +116,7 @@ test: verify-generated vet lint control-plane node node-packages ## Everything: 
 .PHONY: bench
 bench: build control-plane ## Benchmarks: receiver (with and without spool) against bare net/http and an ideal forwarder, decisions, abuse, handler allocations, controller at scale.
 	hack/bench-receiver.sh
+	hack/bench-lanes.sh
 	hack/bench-decisions.sh
 	hack/bench-abuse.sh
 	go test -run='^$$' -bench=. -benchmem ./receiver/...

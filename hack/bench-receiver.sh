@@ -29,6 +29,10 @@
 #   - receiver vs bare: throughput and CPU per request relative to the ceiling (CPU per
 #     request is much less sensitive to neighbours than requests/s).
 #
+# With BENCH_BASE_REF (a git ref, such as the main branch), the receiver built from that ref
+# runs beside this one in every round, without and with a spool (receiver@base, spool@base), so
+# that a change's CPU per event is compared in one run.
+#
 # Environment: DURATION (default 10s), CONNS (wrk and loadgen connections, default 32),
 # ROUNDS (default 3), BENCH_PORT_BASE (default 28100, below the ephemeral range; uses
 # base..base+3), BENCH_SPOOL_PARENT (default /var/tmp: where the spool directory is made;
@@ -56,6 +60,14 @@ tmpfs* | ramfs*)
 esac
 build_receiver
 build_helpers bare forwarder sink loadgen
+BASE_REF=${BENCH_BASE_REF:-}
+if [ -n "$BASE_REF" ]; then
+	echo "bench-receiver: building bin/receiver-base from $BASE_REF..." >&2
+	BASE_SRC=$(mktemp -d)
+	CLEANUP_PATHS+=("$BASE_SRC")
+	git archive "$BASE_REF" | tar -x -C "$BASE_SRC"
+	(cd "$BASE_SRC" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$OLDPWD/bin/receiver-base" ./cmd/receiver)
+fi
 
 SPOOL_DIR=$(mktemp -d "$SPOOL_PARENT/imcallback-bench-spool.XXXXXX")
 CLEANUP_PATHS+=("$SPOOL_DIR")
@@ -153,6 +165,7 @@ bench() {
 
 RECV_ARGS=("${RECV_COMMON[@]}" --sink "http://$SINK_ADDR/" --listen "$SERVER_ADDR" --admin-listen "$ADMIN_ADDR")
 NAMES=(bare forwarder receiver spool spool-P1)
+[ -z "$BASE_REF" ] || NAMES+=(receiver@base spool@base)
 for ROUND in $(seq 1 "$ROUNDS"); do
 	echo "-- round $ROUND of $ROUNDS" >&2
 	bench bare bare bin/bench-bare -listen "$SERVER_ADDR"
@@ -160,6 +173,10 @@ for ROUND in $(seq 1 "$ROUNDS"); do
 	bench receiver receiver env IM_CALLBACK_TOKEN=$TOKEN bin/receiver "${RECV_ARGS[@]}"
 	bench spool receiver env IM_CALLBACK_TOKEN=$TOKEN bin/receiver "${RECV_ARGS[@]}" --spool-dir "$SPOOL_DIR/a$ROUND"
 	bench spool-P1 receiver env IM_CALLBACK_TOKEN=$TOKEN GOMAXPROCS=1 bin/receiver "${RECV_ARGS[@]}" --spool-dir "$SPOOL_DIR/b$ROUND"
+	if [ -n "$BASE_REF" ]; then
+		bench receiver@base receiver env IM_CALLBACK_TOKEN=$TOKEN bin/receiver-base "${RECV_ARGS[@]}"
+		bench spool@base receiver env IM_CALLBACK_TOKEN=$TOKEN bin/receiver-base "${RECV_ARGS[@]}" --spool-dir "$SPOOL_DIR/c$ROUND"
+	fi
 done
 
 echo
@@ -204,11 +221,15 @@ per_round() { # ARRAY A B
 }
 echo "efficiency vs the ideal forwarder (its CPU per event / this one's, median of rounds; spool target >= 0.75):"
 for n in receiver spool spool-P1; do echo "  $n $(per_round R_CPU forwarder "$n")"; done
+if [ -n "$BASE_REF" ]; then
+	for n in receiver spool; do echo "  $n@base $(per_round R_CPU forwarder "$n@base")"; done
+	echo "this build vs $BASE_REF, CPU per event (base / this, > 1: this one costs less): receiver $(per_round R_CPU receiver@base receiver); spool $(per_round R_CPU spool@base spool)"
+fi
 echo "receiver vs bare net/http: requests/s $(per_round R_RPS receiver bare); by CPU per request (bare / receiver, robust to noisy neighbours) $(per_round R_CPU bare receiver)"
 load_average
 for r in $(seq 1 "$ROUNDS"); do for n in "${NAMES[@]}"; do echo "round $r $n: ${R_NOTE[$n,$r]}"; done; done
 lost=0
-for r in $(seq 1 "$ROUNDS"); do for n in forwarder receiver spool spool-P1; do [ "${R_LOSS[$n,$r]}" = 0 ] || lost=1; done; done
+for r in $(seq 1 "$ROUNDS"); do for n in "${NAMES[@]}"; do [ "$n" = bare ] || [ "${R_LOSS[$n,$r]}" = 0 ] || lost=1; done; done
 if [ $lost = 0 ]; then
 	echo "zero loss: delivered == accepted for every forwarding server"
 else

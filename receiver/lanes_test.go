@@ -1,0 +1,88 @@
+package receiver
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestLanesAreSpooledApart: each sink has its own segment log under DIR/lanes; a lane full
+// refuses only its own commands (503 spool_full), while the other route's are accepted.
+func TestLanesAreSpooledApart(t *testing.T) {
+	down := newSink(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	up := newSink(t, nil)
+	cfg := spoolConfig(t, down.URL)
+	cfg.Routes = []Route{{Commands: []string{CmdFriendAdd}, Sink: up.URL}}
+	cfg.MaxBodyBytes = 4 << 10
+	cfg.SpoolMaxBytes = 128 << 10 // 64 KiB per lane
+	cfg.ShutdownTimeout = time.Second
+	rr := start(t, cfg)
+	refused := 0
+	for i := 0; i < 2000 && refused == 0; i++ {
+		if code, _ := post(t, rr.url, signedQuery(CmdBlackListDelete), pairBody(i)); code == 503 {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("the dead sink's lane never filled")
+	}
+	for i := range 50 {
+		if code, body := post(t, rr.url, signedQuery(CmdFriendAdd), friendAddBody); code != 200 {
+			t.Fatalf("callback %d of the healthy route beside a full lane: %d %s", i, code, body)
+		}
+	}
+	if got := unavailableCount(rr.Receiver, UnavailableSpoolFull); got != 1 {
+		t.Errorf("spool_full = %v, want 1", got)
+	}
+	// One lane full is not "cannot accept".
+	if code, body := get(t, rr.adminURL+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d %s with one lane full and the other accepting", code, body)
+	}
+	eventually(t, "the healthy route's events are delivered", func() bool { return up.count() >= 1 })
+	ents, err := os.ReadDir(filepath.Join(cfg.SpoolDir, lanesDir))
+	if err != nil || len(ents) != 2 {
+		t.Fatalf("lane directories: %v %v", ents, err)
+	}
+}
+
+// TestDeliverDrainsWithoutIntake: Deliver runs the queue and delivery alone on a spool an
+// earlier process left (a retained volume, a lane of a removed route): it delivers what is
+// there where the current flags route it, and returns nil once it is empty.
+func TestDeliverDrainsWithoutIntake(t *testing.T) {
+	down := newSink(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	cfg := spoolConfig(t, down.URL)
+	cfg.ShutdownTimeout = time.Second
+	first := start(t, cfg)
+	const n = 30
+	for i := range n {
+		if code, _ := post(t, first.url, signedQuery(CmdBlackListDelete), pairBody(i)); code != 200 {
+			t.Fatalf("callback %d: %d", i, code)
+		}
+	}
+	_ = first.stop(t) // the events stay in the spool (exit 1)
+
+	up := newSink(t, nil)
+	cfg2 := testConfig(up.URL) // another sink: the old lane is delivered where the command routes now
+	cfg2.SpoolDir = cfg.SpoolDir
+	r := newReceiver(t, cfg2)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.Deliver(ctx); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if up.count() != n {
+		t.Errorf("delivered %d of %d", up.count(), n)
+	}
+	// Opened again, the spool holds nothing, and the drained lane of the old sink is gone.
+	again := newReceiver(t, cfg2)
+	defer func() { _ = again.queue.Close() }()
+	if again.damage.Events != 0 || again.queue.Lanes() != 1 {
+		t.Errorf("after Deliver: %d events in %d lanes", again.damage.Events, again.queue.Lanes())
+	}
+	if ents, _ := os.ReadDir(filepath.Join(cfg.SpoolDir, lanesDir)); len(ents) != 1 {
+		t.Errorf("lane directories after Deliver: %v", ents)
+	}
+}
