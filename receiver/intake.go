@@ -55,8 +55,10 @@ func (r *Receiver) unavailableOf(err error) Unavailable {
 		return UnavailableQueueFull
 	case errors.Is(err, ErrNoRoom):
 		// The filesystem, not the quota, is full: not a failure; delivering frees space.
-		r.noRoomLog.log(r.log, "callback refused: the spool's filesystem has no room for a new segment; delivering what the spool holds frees it",
-			slog.Any("error", err))
+		if ok, left := r.noRoomLog.allow(time.Now(), 1); ok {
+			r.log.Warn("callback refused: the spool's filesystem has no room for a new segment; delivering what the spool holds frees it",
+				slog.Any("error", err), slog.Int64("notLoggedSinceLastLine", left))
+		}
 		return UnavailableSpoolFull
 	case errors.Is(err, ErrStopped):
 		return UnavailableDraining
@@ -127,16 +129,4 @@ func (r *Receiver) refusing(now time.Time) string {
 		return "every route's spool quota is full"
 	}
 	return "every route's queue is full"
-}
-
-// throttledLog logs at most once a second.
-type throttledLog struct{ last atomic.Int64 }
-
-func (l *throttledLog) log(log *slog.Logger, msg string, attrs ...any) {
-	now := time.Now().UnixNano()
-	last := l.last.Load()
-	if now-last < int64(time.Second) || !l.last.CompareAndSwap(last, now) {
-		return
-	}
-	log.Warn(msg, attrs...)
 }

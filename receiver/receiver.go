@@ -61,7 +61,7 @@ type Receiver struct {
 
 	damage       spool.Recovery // what opening the spool found (events, damage)
 	spoolErrOnce sync.Once
-	noRoomLog    throttledLog
+	noRoomLog    logThrottle
 	spoolSync    prometheus.Histogram // nil without a spool
 
 	refusalLogs          [numReasons]logThrottle
