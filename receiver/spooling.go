@@ -193,6 +193,9 @@ func (q *spoolQueue) add(got spool.Recovery) {
 	t.TornBytes += got.TornBytes
 	t.CorruptRegions += got.CorruptRegions
 	t.CorruptBytes += got.CorruptBytes
+	t.CorruptRecords += got.CorruptRecords
+	t.TruncatedSegments += got.TruncatedSegments
+	t.TruncatedBytes += got.TruncatedBytes
 	t.DamagedAcks += got.DamagedAcks
 	t.NoSpace = t.NoSpace || got.NoSpace
 }

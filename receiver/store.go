@@ -50,6 +50,8 @@ func (r *Receiver) openQueue() error {
 		r.log.Warn("spool opened; damaged records skipped (a write cut short by a crash leaves a torn tail; intact records are all kept)",
 			append(attrs, slog.Int("tornTails", rec.TornTails), slog.Int64("tornBytes", rec.TornBytes),
 				slog.Int("corruptRegions", rec.CorruptRegions), slog.Int64("corruptBytes", rec.CorruptBytes),
+				slog.Int("corruptRecords", rec.CorruptRecords), slog.Int("truncatedSegments", rec.TruncatedSegments),
+				slog.Int64("truncatedBytesAtLeast", rec.TruncatedBytes),
 				slog.Int("damagedDoneMarks", rec.DamagedAcks))...)
 	default:
 		r.log.Info("spool opened; events found there are delivered first", attrs...)
@@ -88,10 +90,12 @@ func (r *Receiver) registerQueueMetrics() {
 	replayed.Add(float64(r.damage.Events))
 	damaged := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "imcallback_spool_damaged_total",
-		Help: "Damage found in the spool at start and skipped: torn_tail (a write cut short by a crash), corrupt_region (followed by intact records), damaged_done_mark (its event is delivered again).",
+		Help: "Damage found in the spool at start and skipped: torn_tail (a write cut short by a crash), corrupt_region (followed by intact records), corrupt_record (the records not yet done that the corrupt regions held: lost), truncated_segment (a segment cut short from outside: its records past the cut not yet done are lost), damaged_done_mark (its event is delivered again).",
 	}, []string{"kind"})
 	damaged.WithLabelValues("torn_tail").Add(float64(r.damage.TornTails))
 	damaged.WithLabelValues("corrupt_region").Add(float64(r.damage.CorruptRegions))
+	damaged.WithLabelValues("corrupt_record").Add(float64(r.damage.CorruptRecords))
+	damaged.WithLabelValues("truncated_segment").Add(float64(r.damage.TruncatedSegments))
 	damaged.WithLabelValues("damaged_done_mark").Add(float64(r.damage.DamagedAcks))
 	if r.spoolSync != nil {
 		r.metrics.registry.MustRegister(r.spoolSync)

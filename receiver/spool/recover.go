@@ -1,8 +1,11 @@
 package spool
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -124,7 +127,22 @@ func (s *Spool) recoverSegment(id uint64, rec *Recovery) (*segment, error) {
 			break
 		}
 		rec.CorruptRegions++
-		rec.CorruptBytes += min(d.end, lastEnd) - d.start
+		end := min(d.end, lastEnd)
+		rec.CorruptBytes += end - d.start
+		n, err := damagedRecords(f, d.start, end, offs)
+		if err != nil {
+			_ = f.Close()
+			return nil, err
+		}
+		rec.CorruptRecords += n
+	}
+	// Done-marks of offsets past the intact records: records were written there that the
+	// file no longer holds (it was cut short from outside: a crash tears one write at most,
+	// and a torn write is never done). Those done are not lost; the others after them are,
+	// in a number nothing records.
+	if i, _ := slices.BinarySearch(offs, uint32(lastEnd)); i < len(offs) {
+		rec.TruncatedSegments++
+		rec.TruncatedBytes += int64(offs[len(offs)-1]) - lastEnd
 	}
 
 	if g.records == g.done {
@@ -146,4 +164,38 @@ func (s *Spool) recoverSegment(id uint64, rec *Recovery) (*segment, error) {
 	g.bytes = lastEnd + int64(len(ackBytes))
 	g.doneOffs = done
 	return g, nil
+}
+
+// damagedRecords counts the records that a damaged stretch [start, end) of f held and that
+// were not done: from the stretch's start (where a record should begin) it follows the
+// records' length fields while their magic is in place, and where it is not, takes the
+// stretch up to the next magic for one record; the done-marks of offsets in the stretch are
+// records delivered already, not lost. Damage that destroyed several record headers in a row
+// is counted as one record: nothing on disk says how many there were.
+func damagedRecords(f *os.File, start, end int64, done []uint32) (int, error) {
+	b := make([]byte, end-start)
+	if _, err := f.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
+		return 0, err
+	}
+	n := 0
+	for pos := 0; pos < len(b); {
+		n++
+		if bytes.HasPrefix(b[pos:], recordMagicLE) && pos+recordHeader <= len(b) {
+			if size := recordSize(int(binary.LittleEndian.Uint32(b[pos+4 : pos+8]))); size > recordHeader && int64(pos)+size <= int64(len(b)) {
+				pos += int(size)
+				continue
+			}
+		}
+		next := bytes.Index(b[pos+1:], recordMagicLE)
+		if next < 0 {
+			break
+		}
+		pos += 1 + next
+	}
+	for _, o := range done {
+		if int64(o) >= start && int64(o) < end {
+			n--
+		}
+	}
+	return max(n, 0), nil
 }

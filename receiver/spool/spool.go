@@ -92,6 +92,13 @@ type Recovery struct {
 	// CorruptRegions: damaged stretches followed by intact records, skipped; CorruptBytes.
 	CorruptRegions int
 	CorruptBytes   int64
+	// CorruptRecords: the records the corrupt regions held that were not done (lost): the
+	// record starts found in them, less those done.
+	CorruptRecords int
+	// TruncatedSegments: segments cut short from outside (done-marks name offsets past their
+	// end); TruncatedBytes at least were lost from them, with the records not done there.
+	TruncatedSegments int
+	TruncatedBytes    int64
 	// DamagedAcks: done-marks that failed their check; their records are handed out again.
 	DamagedAcks int
 	// NoSpace: the filesystem had no room for a new segment; Append answers ErrNoSpace until
@@ -101,7 +108,7 @@ type Recovery struct {
 
 // Damaged tells whether anything was skipped.
 func (r Recovery) Damaged() bool {
-	return r.TornTails+r.CorruptRegions+r.DamagedAcks > 0
+	return r.TornTails+r.CorruptRegions+r.DamagedAcks+r.TruncatedSegments > 0
 }
 
 type segment struct {

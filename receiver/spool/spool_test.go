@@ -353,7 +353,7 @@ func TestCorruptRecordInTheMiddle(t *testing.T) {
 		t.Fatal(err)
 	}
 	s2, rec := open(t, crashed, Options{})
-	if rec.CorruptRegions != 2 || rec.TornTails != 0 || rec.Events != 98 {
+	if rec.CorruptRegions != 2 || rec.CorruptRecords != 2 || rec.TornTails != 0 || rec.Events != 98 {
 		t.Fatalf("recovery %+v", rec)
 	}
 	want := slices.DeleteFunc(seq(0, 100), func(i int) bool { return i == 40 || i == 70 })
@@ -654,4 +654,49 @@ func TestReadOnlyOpen(t *testing.T) {
 			t.Fatalf("segment left after every record was done: %s", e.Name())
 		}
 	}
+}
+
+// TestDamageCountedInRecords: a damaged stretch over two records counts two records lost
+// (it is one region); a segment cut short from outside, whose done-marks name records past
+// its end, is reported truncated, not as a torn tail of a few bytes only.
+func TestDamageCountedInRecords(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, dir, Options{})
+	appendN(t, s, 0, 100)
+	crashed := crashCopy(t, dir)
+	seg, _ := lastSegment(t, crashed)
+	b, _ := os.ReadFile(seg)
+	off := headerLen
+	for i := range 40 {
+		off += recordSize(len(payload(i)))
+	}
+	b[off+recordHeader+1] ^= 0x40                              // record 40's payload
+	b[off+recordSize(len(payload(40)))+recordHeader+2] ^= 0x40 // record 41's payload
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, rec := open(t, crashed, Options{})
+	if rec.CorruptRegions == 0 || rec.CorruptRecords != 2 || rec.Events != 98 {
+		t.Fatalf("a stretch over two records: %+v", rec)
+	}
+
+	// 200 records, the first 10 done, then the file cut to 5 bytes from outside.
+	dir2 := t.TempDir()
+	s2, _ := open(t, dir2, Options{})
+	appendN(t, s2, 0, 200)
+	for range 10 {
+		s2.Done(next(t, s2).Ref)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seg2, _ := lastSegment(t, dir2)
+	if err := os.Truncate(seg2, 5); err != nil {
+		t.Fatal(err)
+	}
+	_, rec2 := open(t, dir2, Options{})
+	if rec2.TruncatedSegments != 1 || rec2.TruncatedBytes <= 0 || !rec2.Damaged() {
+		t.Fatalf("a segment truncated to 5 bytes: %+v", rec2)
+	}
+	_ = s
 }
