@@ -107,6 +107,9 @@ type Config struct {
 	// connections alone (idle, or strangers' half-open TLS handshakes) cannot take the pod's
 	// memory. TLS handshakes in progress are bounded to a quarter of it.
 	MaxConnections int
+	// DrainOnly opens the spool only to deliver what it holds (Receiver.Deliver): no segment
+	// is created, nothing is accepted. It needs SpoolDir.
+	DrainOnly bool
 
 	// MaxBodyBytes bounds a callback's body; larger ones get 413.
 	MaxBodyBytes int64
@@ -259,6 +262,9 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 0 {
 		add("queue-size must be > 0, got %d", c.QueueSize)
+	}
+	if c.DrainOnly && c.SpoolDir == "" {
+		add("%s needs %s: there is nothing to drain without a spool", contract.FlagDrainOnly, contract.FlagSpoolDir)
 	}
 	if c.MaxConnections < 0 {
 		add("max-connections must be > 0, got %d", c.MaxConnections)

@@ -32,6 +32,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SpoolDir, contract.FlagSpoolDir, c.SpoolDir, "directory where each accepted callback is made durable before its 200 OK and kept until delivered, dead-lettered or failed; a restart delivers what it finds there (empty: an in-memory queue)")
 	fs.Var((*byteSize)(&c.SpoolMaxBytes), contract.FlagSpoolMaxBytes, "bound of the spool's files in bytes (suffixes Ki, Mi, Gi allowed); when full, callbacks get 503")
 	fs.IntVar(&c.Workers, contract.FlagWorkers, c.Workers, "concurrent deliveries per sink (each sink's lane has its own)")
+	fs.BoolVar(&c.DrainOnly, contract.FlagDrainOnly, c.DrainOnly, "deliver what --spool-dir holds under the delivery flags, serve nothing, and exit (0 once every event was delivered or dead-lettered; SIGTERM stops it, leaving the rest in the spool)")
 	fs.IntVar(&c.MaxConnections, contract.FlagMaxConnections, c.MaxConnections, "open connections on the callback port; beyond it new ones wait in the kernel's backlog (TLS handshakes in progress are bounded to a quarter of it, and to 3 s each)")
 	fs.Var((*byteSize)(&c.MaxBodyBytes), contract.FlagMaxBodyBytes, "largest callback body accepted, in bytes (suffixes Ki, Mi allowed)")
 	fs.Var((*byteSize)(&c.MaxBodyBytesInFlight), contract.FlagMaxBodyBytesInFlight, "bytes all bodies being read at once may hold (only authenticated requests' bodies are read); a body finding no room within a second gets 503")

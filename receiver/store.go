@@ -35,7 +35,7 @@ func (r *Receiver) openQueue() error {
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 	})
 	sq, err := openSpoolQueue(r.cfg.SpoolDir, sinks, r.cfg.SpoolMaxBytes, spool.Options{SyncInterval: spoolSyncInterval,
-		OnSync: func(_ int64, took time.Duration) { r.spoolSync.Observe(took.Seconds()) }})
+		OnSync: func(_ int64, took time.Duration) { r.spoolSync.Observe(took.Seconds()) }, ReadOnly: r.cfg.DrainOnly})
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,8 @@ func (r *Receiver) newDelivery() {
 // Deliver runs only the queue and delivery, without the intake: it delivers what the spool
 // (or nothing, without one) holds under the current delivery flags, and returns once it is
 // empty (nil when every event was delivered or dead-lettered) or ctx ends (the events left
-// stay in the spool). For draining a spool no receiver serves any more.
+// stay in the spool, each logged whole). For draining a spool no receiver serves any more
+// (--drain-only: with Config.DrainOnly the spool is opened without creating anything).
 func (r *Receiver) Deliver(ctx context.Context) error {
 	if !r.served.CompareAndSwap(false, true) {
 		return errAlreadyServed

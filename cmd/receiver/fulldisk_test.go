@@ -107,3 +107,27 @@ func TestProcessFullFilesystem(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, again.log())
 	}
 }
+
+// TestProcessDrainOnly: --drain-only on a spool a killed receiver left (its sink was down)
+// delivers every callback that was answered OK, accepts nothing, and exits 0 once empty.
+func TestProcessDrainOnly(t *testing.T) {
+	s := newSpoolSink(t)
+	s.set(true, 0)
+	dir := t.TempDir()
+	p := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi")
+	ok := loadUntilKilled(t, p, p.addr(t), 300)
+	s.set(false, 0)
+	drain := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--drain-only")
+	select {
+	case code := <-drain.exitCode:
+		if code != 0 {
+			t.Fatalf("drain-only exited %d:\n%s", code, drain.log())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("drain-only did not exit:\n%s", drain.log())
+	}
+	checkAllArrived(t, s, ok, 64)
+	if strings.Contains(drain.log(), `"msg":"receiver starting"`) {
+		t.Error("drain-only served callbacks")
+	}
+}

@@ -99,7 +99,11 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		<-ctx.Done()
 		stop() // a second signal now ends the process at once, without waiting for the drain
 	}()
-	if err := r.Run(ctx); err != nil {
+	serve := r.Run
+	if cfg.DrainOnly {
+		serve = r.Deliver
+	}
+	if err := serve(ctx); err != nil {
 		logger.Error("receiver exited with an error", slog.Any("error", err))
 		return 1
 	}

@@ -31,6 +31,9 @@ const (
 	FlagWorkers         = "workers"
 	// FlagMaxConnections bounds the callback port's open connections.
 	FlagMaxConnections = "max-connections"
+	// FlagDrainOnly runs only the queue and delivery: deliver what --spool-dir holds, accept
+	// nothing, exit once it is empty.
+	FlagDrainOnly = "drain-only"
 	FlagMaxBodyBytes   = "max-body-bytes"
 	// FlagMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
 	FlagMaxBodyBytesInFlight = "max-body-bytes-in-flight"
