@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -88,6 +89,14 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		}
 	}
 
+	if opts.drainOnly {
+		if cfg.SpoolDir == "" {
+			logger.Error("invalid configuration: --" + contract.FlagDrainOnly + " needs --" + contract.FlagSpoolDir)
+			return 2
+		}
+		// No delay: nobody routes callbacks here.
+		cfg.ShutdownDelay = 0
+	}
 	r, err := receiver.New(cfg)
 	if err != nil {
 		logger.Error("invalid configuration", slog.Any("error", err))
@@ -99,6 +108,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		<-ctx.Done()
 		stop() // a second signal now ends the process at once, without waiting for the drain
 	}()
+	if opts.drainOnly {
+		return drain(ctx, r, logger)
+	}
 	if err := r.Run(ctx); err != nil {
 		logger.Error("receiver exited with an error", slog.Any("error", err))
 		return 1
@@ -106,9 +118,31 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	return 0
 }
 
+// drain delivers what the spool holds under the delivery flags and returns 0 once it is
+// empty: the receiver serves only a loopback listener nobody else can reach, and starts its
+// shutdown at once, whose drain delivers the spool until --shutdown-timeout. A signal ends
+// it early; what is left stays in the spool.
+func drain(ctx context.Context, r *receiver.Receiver, logger *slog.Logger) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		logger.Error("drain-only: listening on loopback", slog.Any("error", err))
+		return 1
+	}
+	logger.Info("drain-only: delivering what the spool holds; no callbacks are accepted")
+	now, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := r.Serve(now, ln, nil); err != nil {
+		logger.Error("drain-only: the spool is not empty", slog.Any("error", err))
+		return 1
+	}
+	logger.Info("drain-only: the spool is empty")
+	return 0
+}
+
 type options struct {
-	version  bool
-	logLevel slog.Level
+	drainOnly bool
+	version   bool
+	logLevel  slog.Level
 }
 
 func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, error) {
@@ -126,6 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (receiver.Config, options, erro
 	cfg.RegisterFlags(fs)
 	fs.TextVar(&opts.logLevel, contract.FlagLogLevel, slog.LevelInfo, "debug, info, warn or error")
 	fs.BoolVar(&opts.version, "version", false, "print the version and exit")
+	fs.BoolVar(&opts.drainOnly, contract.FlagDrainOnly, false, "deliver what --spool-dir holds under the delivery flags, accept no callbacks, and exit (0 once the spool is empty, 1 if events are left at --shutdown-timeout)")
 
 	if err := fs.Parse(args); err != nil {
 		return cfg, opts, err

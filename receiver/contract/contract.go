@@ -47,6 +47,9 @@ const (
 	FlagShutdownDelay   = "shutdown-delay"
 	FlagShutdownTimeout = "shutdown-timeout"
 	FlagLogLevel        = "log-level"
+	// FlagDrainOnly (cmd/receiver) delivers what --spool-dir holds and exits, accepting no
+	// callbacks: the Job that drains a claim no receiver pod mounts any more.
+	FlagDrainOnly = "drain-only"
 
 	// FlagRoute (repeatable) is CMD[,CMD...]=URL: after-callbacks of those commands go to
 	// URL instead of FlagSink, with the same delivery settings; see RouteValue.
