@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	cbv1 "github.com/imcallback/callback-operator/api/v1alpha1"
 	"github.com/imcallback/callback-operator/controllers/resources"
@@ -87,7 +88,16 @@ func (r *CallbackReceiverReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !cr.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil // the garbage collector removes the children
+		return r.reconcileDelete(ctx, cr)
+	}
+	if resources.SpoolOnClaim(cr) && !controllerutil.ContainsFinalizer(cr, SpoolFinalizer) {
+		// Before any claim exists: a deleted resource's claims are drained first. (It stays
+		// after a move off claims, until their drains are done at the deletion.)
+		patch := client.MergeFrom(cr.DeepCopy())
+		controllerutil.AddFinalizer(cr, SpoolFinalizer)
+		if err := r.Client.Patch(ctx, cr, patch, client.FieldOwner(FieldManager)); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 
 	f, err := r.reconcile(ctx, cr)
@@ -128,6 +138,12 @@ func (r *CallbackReceiverReconciler) recheckAfter(f *Facts) time.Duration {
 	if d := nextValidityChange(f.Certificate, r.now()); d > 0 {
 		after = append(after, d)
 	}
+	if f.StorageProblem != nil {
+		after = append(after, 30*time.Second) // a default StorageClass may be installed
+	}
+	if len(f.Stranded) > 0 {
+		after = append(after, 5*time.Second) // pods stopping, Jobs draining
+	}
 	if len(after) == 0 {
 		return 0
 	}
@@ -166,12 +182,23 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	// waits. The Service, the Ingress and status.url then follow what the running pods serve.
 	deploy := f.TokenProblem == nil && f.SinkProblem == nil && !f.TLSBlocksDeployment()
 	f.ServesTLS = cr.Spec.TLS != nil
+	if f.StorageProblem, err = r.checkStorageClass(ctx, cr); err != nil {
+		return nil, err
+	}
 	if !deploy {
 		if f.Deployment, err = r.ownDeployment(ctx, cr); err != nil {
 			return nil, err
 		}
-		if f.Deployment != nil {
+		if f.StatefulSet, err = r.ownStatefulSet(ctx, cr); err != nil {
+			return nil, err
+		}
+		switch {
+		case f.StatefulSet != nil && resources.SpoolOnClaim(cr):
+			f.ServesTLS = resources.TemplateServesTLS(f.StatefulSet.Spec.Template)
+		case f.Deployment != nil:
 			f.ServesTLS = resources.ServesTLS(f.Deployment)
+		case f.StatefulSet != nil:
+			f.ServesTLS = resources.TemplateServesTLS(f.StatefulSet.Spec.Template)
 		}
 	}
 	f.URL = r.url(cr, f.ServesTLS)
@@ -194,11 +221,14 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 	apply("Service", func() (string, error) {
 		return applyChild(ctx, r.Client, r.applied, &corev1.Service{}, resources.Service(cr, f.ServesTLS), corev1ac.ExtractService)
 	})
-	if deploy {
-		params := resources.Params{
-			Image: f.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI,
-			Routes: f.Routes, Decisions: f.Decisions, TokenChecksum: checksum,
-		}
+	params := resources.Params{
+		Image: f.Image, SinkURI: f.SinkURI, DeadLetterSinkURI: f.DeadLetterSinkURI,
+		Routes: f.Routes, Decisions: f.Decisions, TokenChecksum: checksum,
+	}
+	if deploy && resources.SpoolOnClaim(cr) {
+		apply("StatefulSet", func() (string, error) { return r.applyStatefulSet(ctx, cr, params, f) })
+	}
+	if deploy && !resources.SpoolOnClaim(cr) {
 		apply("Deployment", func() (string, error) {
 			desired := resources.Deployment(cr, params)
 			action, err := applyChild(ctx, r.Client, r.applied, &appsv1.Deployment{}, desired, appsv1ac.ExtractDeployment)
@@ -214,6 +244,37 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 			return action, err
 		})
 	}
+	if f.StatefulSet == nil {
+		if f.StatefulSet, err = r.ownStatefulSet(ctx, cr); err != nil {
+			return nil, err
+		}
+	}
+	if f.Deployment == nil {
+		if f.Deployment, err = r.ownDeployment(ctx, cr); err != nil {
+			return nil, err
+		}
+	}
+	if deploy {
+		// The workload the spool type no longer runs on goes once the new one is ready.
+		moving, action, err := r.migrate(ctx, cr, f)
+		if err != nil {
+			applyErrs = append(applyErrs, fmt.Errorf("replacing the receivers' workload: %w", err))
+		}
+		if action != "" {
+			actions = append(actions, action)
+		}
+		f.Stranded = append(f.Stranded, moving...)
+		keep := 0
+		if resources.SpoolOnClaim(cr) {
+			keep = int(resources.Replicas(cr))
+		}
+		stranded, acts, err := r.reconcileSpools(ctx, cr, params, keep)
+		if err != nil {
+			applyErrs = append(applyErrs, fmt.Errorf("draining retained claims: %w", err))
+		}
+		actions = append(actions, acts...)
+		f.Stranded = append(f.Stranded, stranded...)
+	}
 	apply("PodDisruptionBudget", func() (string, error) { return r.applyPDB(ctx, cr) })
 	apply("Ingress", func() (string, error) { return r.applyIngress(ctx, cr, f) })
 	apply("HTTPRoute", func() (string, error) { return r.applyHTTPRoute(ctx, cr, f) })
@@ -225,12 +286,42 @@ func (r *CallbackReceiverReconciler) reconcile(ctx context.Context, cr *cbv1.Cal
 		f.ApplyError = errors.Join(applyErrs...)
 		r.Recorder.Eventf(cr, nil, corev1.EventTypeWarning, cbv1.ReasonApplyFailed, "Apply", "%v", f.ApplyError)
 	}
-	if f.Deployment == nil {
-		if f.Deployment, err = r.ownDeployment(ctx, cr); err != nil {
-			return nil, errors.Join(f.ApplyError, err)
-		}
-	}
 	return f, f.ApplyError
+}
+
+// reconcileDelete drains and deletes the receivers' claims, reporting in status what is
+// still stranded, before it lets the resource go (the garbage collector removes the rest).
+func (r *CallbackReceiverReconciler) reconcileDelete(ctx context.Context, cr *cbv1.CallbackReceiver) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(cr, SpoolFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	f := &Facts{Image: r.Image}
+	if cr.Spec.Image != "" && r.AllowImageOverride {
+		f.Image = cr.Spec.Image
+	}
+	dests, err := r.resolveDestinations(ctx, cr)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	params := resources.Params{Image: f.Image, SinkURI: dests.sinkURI, DeadLetterSinkURI: dests.deadLetterSinkURI,
+		Routes: dests.routes, Decisions: dests.decisions}
+	done, stranded, err := r.finalize(ctx, cr, params)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if !done {
+		if !equality.Semantic.DeepEqual(cr.Status.StrandedSpools, stranded) {
+			base := cr.DeepCopy()
+			cr.Status.StrandedSpools = stranded
+			if err := r.Client.Status().Patch(ctx, cr, client.MergeFrom(base), client.FieldOwner(FieldManager)); err != nil {
+				return ctrl.Result{}, client.IgnoreNotFound(err)
+			}
+		}
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil
+	}
+	patch := client.MergeFrom(cr.DeepCopy())
+	controllerutil.RemoveFinalizer(cr, SpoolFinalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Patch(ctx, cr, patch, client.FieldOwner(FieldManager)))
 }
 
 // ownDeployment is the receiver's Deployment from the cache; nil when there is none that

@@ -54,6 +54,9 @@ func fixture(t *testing.T, ns string) *cbv1.CallbackReceiver {
 				URI: "/events",
 			},
 			Delivery: &cbv1.DeliverySpec{DeadLetterSink: &cbv1.Destination{URI: "http://dlq.example.com/dead"}},
+			// The tests of the Deployment's children; the StatefulSet's have their own
+			// (statefulset_test.go).
+			Spool: &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir},
 		},
 	}
 }
@@ -174,7 +177,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	g.Expect(c.Resources.Requests.Cpu().String()).To(Equal("50m"))
 	g.Expect(c.Resources.Requests.Memory().String()).To(Equal("64Mi"))
 	g.Expect(c.Resources.Limits.Memory().String()).To(Equal("256Mi"))
-	g.Expect(*d.Spec.Replicas).To(Equal(int32(1)))
+	g.Expect(*d.Spec.Replicas).To(Equal(int32(2)))
 	g.Expect(d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue()).To(Equal(0), "a new pod is ready before an old one stops")
 	g.Expect(d.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "callback-operator"))
 
@@ -191,9 +194,10 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 	g.Expect(svc.Spec.Ports[0].TargetPort).To(Equal(intstr.FromInt32(resources.CallbackPort)))
 	g.Expect(svc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
 
-	// One replica: no PodDisruptionBudget, which would block node drains.
-	err = k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &policyv1.PodDisruptionBudget{})
-	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "got %v", err)
+	// Two replicas by default: a PodDisruptionBudget keeps one through node drains.
+	pdb := get(g, ns, cr.Name, &policyv1.PodDisruptionBudget{})
+	g.Expect(metav1.IsControlledBy(pdb, cr)).To(BeTrue())
+	g.Expect(pdb.Spec.MaxUnavailable.IntValue()).To(Equal(1))
 
 	// Status tells where callbacks go and where events go.
 	g.Eventually(func(g Gomega) {
@@ -221,7 +225,7 @@ func TestCreatesChildrenAsTheBuildersSay(t *testing.T) {
 				notes = append(notes, e.Note)
 			}
 		}
-		g.Expect(notes).To(ContainElement("Created ServiceAccount/blacklist, Created Service/blacklist, Created Deployment/blacklist"))
+		g.Expect(notes).To(ContainElement("Created ServiceAccount/blacklist, Created Service/blacklist, Created Deployment/blacklist, Created PodDisruptionBudget/blacklist"))
 	}).Should(Succeed())
 }
 
@@ -424,8 +428,9 @@ func TestMissingTokenSecretIsAConditionNotACrashLoop(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: ns},
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001, Path: "/im/callback",
-			Auth: &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "later", Key: "token"}},
-			Sink: &cbv1.Destination{Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: "moderation"}},
+			Auth:  &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "later", Key: "token"}},
+			Sink:  &cbv1.Destination{Ref: &cbv1.KReference{APIVersion: "v1", Kind: "Service", Name: "moderation"}},
+			Spool: &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir},
 		},
 	}
 	startManager(t, ns, managerOptions{})
@@ -618,7 +623,7 @@ func TestScaleAndAvailability(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		cr := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
 		g.Expect(condition(cr, cbv1.ConditionAvailable).Reason).To(Equal(cbv1.ReasonScaledToZero))
-		g.Expect(condition(cr, cbv1.ConditionReady).Message).To(ContainSubstring("kubectl scale cbr blacklist --replicas=1"))
+		g.Expect(condition(cr, cbv1.ConditionReady).Message).To(ContainSubstring("kubectl scale cbr blacklist --replicas=2"))
 	}).Should(Succeed())
 }
 
@@ -696,7 +701,7 @@ func TestDriftIsRepaired(t *testing.T) {
 	must(t, k8sClient.Update(ctx, d, client.FieldOwner("kubectl-edit")))
 	g.Eventually(func(g Gomega) {
 		d := get(g, ns, cr.Name, &appsv1.Deployment{})
-		g.Expect(*d.Spec.Replicas).To(Equal(int32(1)))
+		g.Expect(*d.Spec.Replicas).To(Equal(int32(2)))
 		g.Expect(container(d).Image).To(Equal(testImage))
 	}).Should(Succeed())
 }

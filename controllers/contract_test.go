@@ -34,8 +34,8 @@ func TestSchemaDefaultsAreTheReceiversDefaults(t *testing.T) {
 	want := receiver.DefaultConfig()
 	want.SdkAppID, want.Path, want.Sink = 1400000001, "/im/callback", "http://sink.example/events"
 	// The one schema default that is not a receiver default: the operator turns the spool on
-	// (an emptyDir of 1Gi), where the receiver run by hand keeps its queue in memory.
-	want.SpoolDir, want.SpoolMaxBytes = resources.SpoolMountPath, resources.SpoolMaxBytes(resources.DefaultSpoolSizeLimit)
+	// (a claim of 1Gi per pod), where the receiver run by hand keeps its queue in memory.
+	want.SpoolDir, want.SpoolMaxBytes = resources.SpoolMountPath, resources.ClaimSpoolMaxBytes(resources.DefaultSpoolSize)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("a defaulted resource runs the receiver with\n  %+v\nthe receiver's defaults are\n  %+v\n(flags %q)", got, want, resources.Args(cr, resources.Params{}))
 	}

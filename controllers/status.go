@@ -42,6 +42,14 @@ type Facts struct {
 	// Deployment is the receiver's Deployment as last applied or read; nil when it does not
 	// exist or is not this resource's.
 	Deployment *appsv1.Deployment
+	// StatefulSet is the receivers' StatefulSet (spool type PersistentVolumeClaim) as last
+	// applied or read; nil when it does not exist or is not this resource's.
+	StatefulSet *appsv1.StatefulSet
+	// StorageProblem is why the claims cannot be provisioned (no default StorageClass, or
+	// the named one does not exist).
+	StorageProblem *Problem
+	// Stranded are the spools no receiver pod serves any more, still to be delivered.
+	Stranded []cbv1.StrandedSpool
 
 	// Certificate is spec.tls's certificate when its Secret holds a usable one; TLSProblem
 	// is why it cannot be served as it should (nil without spec.tls). A problem without a
@@ -84,10 +92,12 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 		st.SinkURI, st.DeadLetterSinkURI, st.Routes = f.SinkURI, f.DeadLetterSinkURI, f.Routes
 	}
 	st.Decisions = f.Decisions
+	w := workloadOf(cr, f)
 	st.Replicas, st.ReadyReplicas = 0, 0
-	if f.Deployment != nil {
-		st.Replicas, st.ReadyReplicas = f.Deployment.Status.Replicas, f.Deployment.Status.ReadyReplicas
+	if w != nil {
+		st.Replicas, st.ReadyReplicas = w.replicas, w.ready
 	}
+	st.StrandedSpools = f.Stranded
 
 	exposed, callbackURL := exposedCondition(cr, f)
 	st.CallbackURL = callbackURL
@@ -97,8 +107,8 @@ func ComputeStatus(cr *cbv1.CallbackReceiver, f Facts) cbv1.CallbackReceiverStat
 		sinkCondition(&st, f.SinkProblem),
 		decisionsCondition(cr, f),
 		imageCondition(cr, f),
-		spoolCondition(cr),
-		availableCondition(cr, f.Deployment),
+		spoolCondition(cr, f),
+		availableCondition(cr, w),
 		exposed,
 	}
 	ready := metav1.Condition{
@@ -222,51 +232,115 @@ func imageCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {
 	return c
 }
 
-// spoolCondition reads what the counts controller last wrote of the pods' spools.
-func spoolCondition(cr *cbv1.CallbackReceiver) metav1.Condition {
+// spoolCondition reads what the counts controller last wrote of the pods' spools, and
+// whether the claims can be provisioned and stranded spools drained.
+func spoolCondition(cr *cbv1.CallbackReceiver, f Facts) metav1.Condition {
 	c := metav1.Condition{Type: cbv1.ConditionSpoolReady, Status: metav1.ConditionTrue}
 	switch sp := cr.Status.Spool; {
 	case !resources.SpoolEnabled(cr):
 		c.Reason = cbv1.ReasonSpoolDisabled
 		c.Message = "spec.spool.type is None: accepted callbacks wait for delivery in memory, so a receiver killed without warning (an OOM kill, a node failure) loses those not yet delivered."
+	case f.StorageProblem != nil:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, f.StorageProblem.Reason, f.StorageProblem.Message
 	case sp != nil && sp.FullPods > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, cbv1.ReasonSpoolFull
-		c.Message = fmt.Sprintf("The spool of %d receiver pod(s) is 90%% full or more: at full they answer callbacks with 503. The sink has not taken events for long: see SinkResolved, the receivers' logs and imcallback_deliveries_held; fix the sink, or raise spec.spool.sizeLimit.", sp.FullPods)
+		size := "spec.spool.size (new claims only)"
+		if !resources.SpoolOnClaim(cr) {
+			size = "spec.spool.sizeLimit"
+		}
+		c.Message = fmt.Sprintf("The spool of %d receiver pod(s) is 90%% full or more: at full they answer callbacks with 503. The sink has not taken events for long: see SinkResolved, the receivers' logs and imcallback_deliveries_held; fix the sink, or raise %s.", sp.FullPods, size)
+	case len(f.Stranded) > 0:
+		// True: every callback is still answered; the backlog of removed pods is on its way.
+		c.Reason = cbv1.ReasonSpoolsStranded
+		names := make([]string, len(f.Stranded))
+		for i, s := range f.Stranded {
+			names[i] = s.Kind + " " + s.Name + " (" + s.State + ")"
+		}
+		c.Message = truncate("Spools no receiver pod serves any more are being delivered: " + strings.Join(names, ", ") + "; status.strandedSpools says more.")
+	case !resources.SpoolOnClaim(cr):
+		c.Reason = cbv1.ReasonSpoolOnEmptyDir
+		c.Message = fmt.Sprintf("spec.spool.type is EmptyDir: accepted callbacks survive a container restart, but a pod that is rolled, deleted, evicted or scaled away delivers its backlog for %s at most (spec.spool.drainTimeout) and loses the rest, as does a lost node. Use type PersistentVolumeClaim to keep them.", resources.DrainTimeout(cr))
 	default:
 		c.Reason = cbv1.ReasonSpoolHasRoom
-		c.Message = "Accepted callbacks are kept on disk until delivered; status.spool shows how many wait."
+		c.Message = "Accepted callbacks are kept on each pod's claim until delivered, across rollouts, deletions, evictions and scale-downs; status.spool shows how many wait."
 	}
 	return c
 }
 
-// availableCondition reads the Deployment's own status: replicas, ready replicas, availability.
-func availableCondition(cr *cbv1.CallbackReceiver, d *appsv1.Deployment) metav1.Condition {
+// workload is what status reads of the receivers' Deployment or StatefulSet.
+type workload struct {
+	kind, name, namespace string
+	generation, observed  int64
+	replicas, ready       int32
+	available             bool
+	unavailableMessage    string
+}
+
+// workloadOf is the workload the spool type runs on; while the other one still runs (a
+// change of spool type), it counts instead until the new one exists.
+func workloadOf(cr *cbv1.CallbackReceiver, f Facts) *workload {
+	fromSTS := func(s *appsv1.StatefulSet) *workload {
+		return &workload{kind: "StatefulSet", name: s.Name, namespace: s.Namespace, generation: s.Generation, observed: s.Status.ObservedGeneration,
+			replicas: s.Status.Replicas, ready: s.Status.ReadyReplicas, available: s.Status.AvailableReplicas > 0 && s.Status.ReadyReplicas > 0}
+	}
+	fromDeploy := func(d *appsv1.Deployment) *workload {
+		w := &workload{kind: "Deployment", name: d.Name, namespace: d.Namespace, generation: d.Generation, observed: d.Status.ObservedGeneration,
+			replicas: d.Status.Replicas, ready: d.Status.ReadyReplicas}
+		avail := deploymentCondition(d, appsv1.DeploymentAvailable)
+		w.available = avail != nil && avail.Status == corev1.ConditionTrue && d.Status.ReadyReplicas > 0
+		if avail != nil {
+			w.unavailableMessage = avail.Message
+		}
+		return w
+	}
+	switch {
+	case resources.SpoolOnClaim(cr) && f.StatefulSet != nil:
+		return fromSTS(f.StatefulSet)
+	case !resources.SpoolOnClaim(cr) && f.Deployment != nil:
+		return fromDeploy(f.Deployment)
+	case f.StatefulSet != nil:
+		return fromSTS(f.StatefulSet)
+	case f.Deployment != nil:
+		return fromDeploy(f.Deployment)
+	}
+	return nil
+}
+
+// availableCondition reads the workload's own status: replicas, ready replicas, availability.
+func availableCondition(cr *cbv1.CallbackReceiver, w *workload) metav1.Condition {
 	c := metav1.Condition{Type: cbv1.ConditionAvailable, Status: metav1.ConditionFalse}
-	if d == nil {
+	if w == nil {
 		c.Reason = cbv1.ReasonDeploymentNotFound
 		c.Message = "The receiver's Deployment does not exist yet: see the TokenResolved, TLSResolved and SinkResolved conditions."
+		if resources.SpoolOnClaim(cr) {
+			c.Reason = cbv1.ReasonStatefulSetNotFound
+			c.Message = "The receiver's StatefulSet does not exist yet: see the TokenResolved, TLSResolved and SinkResolved conditions."
+		}
 		return c
 	}
 	want := resources.Replicas(cr)
-	avail := deploymentCondition(d, appsv1.DeploymentAvailable)
-	available := avail != nil && avail.Status == corev1.ConditionTrue && d.Status.ReadyReplicas > 0
 	switch {
 	case want == 0:
 		c.Reason = cbv1.ReasonScaledToZero
-		c.Message = fmt.Sprintf("spec.replicas is 0: no pod receives callbacks. Scale up with: kubectl scale cbr %s --replicas=1", cr.Name)
-	case d.Status.ObservedGeneration < d.Generation:
-		c.Status = conditionStatus(available)
-		c.Reason, c.Message = cbv1.ReasonRollingOut, "The Deployment controller has not yet seen the latest change."
-	case available:
+		c.Message = fmt.Sprintf("spec.replicas is 0: no pod receives callbacks. Scale up with: kubectl scale cbr %s --replicas=2", cr.Name)
+	case w.observed < w.generation:
+		c.Status = conditionStatus(w.available)
+		c.Reason, c.Message = cbv1.ReasonRollingOut, "The "+w.kind+" controller has not yet seen the latest change."
+	case w.available:
 		c.Status, c.Reason = metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable
-		c.Message = fmt.Sprintf("%d of %d receiver pods are ready.", d.Status.ReadyReplicas, want)
+		c.Message = fmt.Sprintf("%d of %d receiver pods are ready.", w.ready, want)
+		if want == 1 && resources.SpoolOnClaim(cr) {
+			c.Message += " With one replica every rollout (a spec change, an operator upgrade) stops the only receiver before its replacement starts: IM gets no answer for seconds and does not retry those callbacks. Set spec.replicas to 2 or more."
+		} else if want == 1 {
+			c.Message += " With one replica a node drain or an eviction leaves IM without a receiver for seconds, and IM does not retry: set spec.replicas to 2 or more."
+		}
 	default:
 		c.Reason = cbv1.ReasonMinimumReplicasUnavailable
-		c.Message = fmt.Sprintf("%d of %d receiver pods are ready", d.Status.ReadyReplicas, want)
-		if avail != nil && avail.Message != "" {
-			c.Message += ": " + avail.Message
+		c.Message = fmt.Sprintf("%d of %d receiver pods are ready", w.ready, want)
+		if w.unavailableMessage != "" {
+			c.Message += ": " + w.unavailableMessage
 		}
-		c.Message += fmt.Sprintf(". See: kubectl describe deployment %s -n %s", d.Name, d.Namespace)
+		c.Message += fmt.Sprintf(". See: kubectl describe %s %s -n %s", strings.ToLower(w.kind), w.name, w.namespace)
 	}
 	return c
 }

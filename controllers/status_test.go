@@ -32,7 +32,8 @@ func statusResource(change func(*cbv1.CallbackReceiver)) *cbv1.CallbackReceiver 
 		ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: "chat", Generation: 4},
 		Spec: cbv1.CallbackReceiverSpec{
 			SdkAppID: 1400000001, Path: "/im/callback", Replicas: ptr.To(int32(2)),
-			Auth: &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "im-callback-token", Key: "token"}},
+			Auth:  &cbv1.AuthSpec{TokenSecretRef: cbv1.SecretKeySelector{Name: "im-callback-token", Key: "token"}},
+			Spool: &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir}, // facts of a Deployment below
 		},
 	}
 	if change != nil {
@@ -49,6 +50,13 @@ func deployment(ready int32, available corev1.ConditionStatus, message string) *
 		d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: available, Message: message}}
 	}
 	return d
+}
+
+// statefulSet is a receiver StatefulSet with ready pods, its latest generation seen.
+func statefulSet(ready int32) *appsv1.StatefulSet {
+	s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "blacklist", Namespace: "chat", Generation: 2}}
+	s.Status = appsv1.StatefulSetStatus{ObservedGeneration: 2, Replicas: 2, ReadyReplicas: ready, AvailableReplicas: ready}
+	return s
 }
 
 const statusImage = "ghcr.io/imcallback/callback-operator:v1"
@@ -168,8 +176,34 @@ func TestComputeStatus(t *testing.T) {
 			cbv1.ConditionCommandsRecognized: {metav1.ConditionFalse, cbv1.ReasonBeforeCallbackForwarded,
 				"1 before-callback forwarded, so answered OK at once without a decision: Group.CallbackBeforeSendMsg; list them in spec.decisions to decide them."},
 		}},
-		{"a spool with room", nil, nil, map[string]cond{
-			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolHasRoom, "Accepted callbacks are kept on disk until delivered; status.spool shows how many wait."},
+		{"a spool on claims with room", func(cr *cbv1.CallbackReceiver) { cr.Spec.Spool = nil }, func(f *Facts) {
+			f.Deployment, f.StatefulSet = nil, statefulSet(2)
+		}, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolHasRoom, "Accepted callbacks are kept on each pod's claim until delivered, across rollouts, deletions, evictions and scale-downs; status.spool shows how many wait."},
+			cbv1.ConditionAvailable:  {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, msgTwoReady},
+			cbv1.ConditionReady:      {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
+		}},
+		{"an emptyDir spool: True, with its risk", nil, nil, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolOnEmptyDir, "spec.spool.type is EmptyDir: accepted callbacks survive a container restart, but a pod that is rolled, deleted, evicted or scaled away delivers its backlog for 25s at most (spec.spool.drainTimeout) and loses the rest, as does a lost node. Use type PersistentVolumeClaim to keep them."},
+		}},
+		{"no default StorageClass: not Ready, and what to set", func(cr *cbv1.CallbackReceiver) { cr.Spec.Spool = nil }, func(f *Facts) {
+			f.Deployment, f.StatefulSet = nil, statefulSet(0)
+			f.StorageProblem = &Problem{Reason: cbv1.ReasonNoDefaultStorageClass, Message: "no default"}
+		}, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionFalse, cbv1.ReasonNoDefaultStorageClass, "no default"},
+			cbv1.ConditionReady:      {metav1.ConditionFalse, cbv1.ReasonNoDefaultStorageClass, "no default"},
+		}},
+		{"one replica on claims: a rollout's cost said", func(cr *cbv1.CallbackReceiver) { cr.Spec.Spool, cr.Spec.Replicas = nil, ptr.To(int32(1)) }, func(f *Facts) {
+			f.Deployment, f.StatefulSet = nil, statefulSet(1)
+		}, map[string]cond{
+			cbv1.ConditionAvailable: {metav1.ConditionTrue, cbv1.ReasonMinimumReplicasAvailable, "1 of 1 receiver pods are ready. With one replica every rollout (a spec change, an operator upgrade) stops the only receiver before its replacement starts: IM gets no answer for seconds and does not retry those callbacks. Set spec.replicas to 2 or more."},
+		}},
+		{"a stranded claim: said, still Ready", func(cr *cbv1.CallbackReceiver) { cr.Spec.Spool = nil }, func(f *Facts) {
+			f.Deployment, f.StatefulSet = nil, statefulSet(2)
+			f.Stranded = []cbv1.StrandedSpool{{Name: "spool-blacklist-2", Kind: "PersistentVolumeClaim", State: StrandedDraining}}
+		}, map[string]cond{
+			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolsStranded, "Spools no receiver pod serves any more are being delivered: PersistentVolumeClaim spool-blacklist-2 (Draining); status.strandedSpools says more."},
+			cbv1.ConditionReady:      {metav1.ConditionTrue, cbv1.ReasonReady, msgReady},
 		}},
 		{"no spool: said, and not a reason to be unready", func(cr *cbv1.CallbackReceiver) { cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolNone} }, nil, map[string]cond{
 			cbv1.ConditionSpoolReady: {metav1.ConditionTrue, cbv1.ReasonSpoolDisabled, "spec.spool.type is None: accepted callbacks wait for delivery in memory, so a receiver killed without warning (an OOM kill, a node failure) loses those not yet delivered."},
@@ -217,7 +251,7 @@ func TestComputeStatus(t *testing.T) {
 			cbv1.ConditionReady:     {metav1.ConditionFalse, cbv1.ReasonDeploymentNotFound, msgNoDeployment},
 		}},
 		{"scaled to zero", func(cr *cbv1.CallbackReceiver) { cr.Spec.Replicas = ptr.To(int32(0)) }, func(f *Facts) { f.Deployment = deployment(0, corev1.ConditionTrue, "") }, map[string]cond{
-			cbv1.ConditionAvailable: {metav1.ConditionFalse, cbv1.ReasonScaledToZero, "spec.replicas is 0: no pod receives callbacks. Scale up with: kubectl scale cbr blacklist --replicas=1"},
+			cbv1.ConditionAvailable: {metav1.ConditionFalse, cbv1.ReasonScaledToZero, "spec.replicas is 0: no pod receives callbacks. Scale up with: kubectl scale cbr blacklist --replicas=2"},
 		}},
 		{"rolling out, still serving", nil, func(f *Facts) { f.Deployment.Generation = 3 }, map[string]cond{
 			cbv1.ConditionAvailable: {metav1.ConditionTrue, cbv1.ReasonRollingOut, msgRollingOut},

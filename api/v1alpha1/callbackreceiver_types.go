@@ -83,9 +83,11 @@ type CallbackReceiverSpec struct {
 	Delivery *DeliverySpec `json:"delivery,omitempty"`
 
 	// Replicas is the number of receiver pods. It is the scale subresource, so
-	// `kubectl scale` and a HorizontalPodAutoscaler work. 0 stops the receiver.
+	// `kubectl scale` and a HorizontalPodAutoscaler work. 0 stops the receiver. The default
+	// is 2: with one, every rollout of a StatefulSet leaves IM without a receiver for
+	// seconds, and IM does not retry a callback.
 	// +optional
-	// +kubebuilder:default=1
+	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	Replicas *int32 `json:"replicas,omitempty"`
@@ -106,8 +108,9 @@ type CallbackReceiverSpec struct {
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// Spool keeps every accepted callback on disk, synced before its OK, until it is
-	// delivered: by default on an emptyDir of 1Gi, so a receiver container that crashes or
-	// is OOM-killed loses nothing once it answered OK.
+	// delivered: by default on a PersistentVolumeClaim of 1Gi per receiver pod (the
+	// receivers then run as a StatefulSet), so neither a crash, an OOM kill, a rollout, a
+	// pod's deletion or eviction nor a scale-down loses a callback once it answered OK.
 	// +optional
 	// +kubebuilder:default={}
 	Spool *SpoolSpec `json:"spool,omitempty"`
@@ -427,6 +430,15 @@ type CallbackReceiverStatus struct {
 	// +optional
 	Spool *SpoolStatus `json:"spool,omitempty"`
 
+	// StrandedSpools are spools no receiver pod serves any more (claims of ordinals a
+	// scale-down removed, the Deployment replaced by a StatefulSet) that still hold or may
+	// hold events: the operator delivers them, then removes them.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=128
+	StrandedSpools []StrandedSpool `json:"strandedSpools,omitempty"`
+
 	// Counts are the exact totals of callbacks and events processed.
 	// +optional
 	// +kubebuilder:default={}
@@ -460,6 +472,7 @@ type CallbackReceiverStatus struct {
 // +kubebuilder:printcolumn:name="Callback URL",type=string,priority=1,JSONPath=`.status.callbackURL`
 // +kubebuilder:printcolumn:name="Decided",type=integer,priority=1,JSONPath=`.status.counts.decided`
 // +kubebuilder:printcolumn:name="Waiting",type=integer,priority=1,JSONPath=`.status.spool.events`
+// +kubebuilder:printcolumn:name="Stranded",type=string,JSONPath=`.status.strandedSpools[*].name`
 type CallbackReceiver struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

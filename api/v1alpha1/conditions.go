@@ -99,11 +99,22 @@ const (
 	ReasonSpoolHasRoom  = "SpoolHasRoom"
 	ReasonSpoolDisabled = "SpoolDisabled"
 	ReasonSpoolFull     = "SpoolFull"
+	// ReasonSpoolOnEmptyDir: type EmptyDir; True, with the risk it takes stated.
+	ReasonSpoolOnEmptyDir = "SpoolOnEmptyDir"
+	// ReasonNoDefaultStorageClass: type PersistentVolumeClaim without storageClassName, and
+	// the cluster has no default StorageClass: no claim can be provisioned.
+	ReasonNoDefaultStorageClass = "NoDefaultStorageClass"
+	// ReasonStorageClassNotFound: spec.spool.storageClassName names no StorageClass.
+	ReasonStorageClassNotFound = "StorageClassNotFound"
+	// ReasonSpoolsStranded: claims of removed ordinals (or the pods of a replaced
+	// Deployment) still hold events; the operator is delivering them (status.strandedSpools).
+	ReasonSpoolsStranded = "SpoolsStranded"
 )
 
 // Reasons of the Available condition.
 const (
 	ReasonDeploymentNotFound         = "DeploymentNotFound"
+	ReasonStatefulSetNotFound        = "StatefulSetNotFound"
 	ReasonScaledToZero               = "ScaledToZero"
 	ReasonMinimumReplicasAvailable   = "MinimumReplicasAvailable"
 	ReasonMinimumReplicasUnavailable = "MinimumReplicasUnavailable"

@@ -122,13 +122,14 @@ func TestPrinterColumns(t *testing.T) {
 	ns := newNamespace(t)
 	cr := newReceiver(t, ns, 2)
 	cr.Status = cbv1.CallbackReceiverStatus{
-		Replicas:      2,
-		ReadyReplicas: 2,
-		URL:           "http://blacklist." + ns + ".svc.cluster.local/im/callback",
-		SinkURI:       "http://moderation.chat.svc.cluster.local/events",
-		CallbackURL:   "https://im.example.com/im/callback",
-		Spool:         &cbv1.SpoolStatus{Events: 42, Bytes: 1 << 20},
-		Counts:        cbv1.Counts{Received: 10, Accepted: 6, Rejected: 1, Decided: 3, Delivered: 5, Failed: 1},
+		Replicas:       2,
+		ReadyReplicas:  2,
+		URL:            "http://blacklist." + ns + ".svc.cluster.local/im/callback",
+		SinkURI:        "http://moderation.chat.svc.cluster.local/events",
+		CallbackURL:    "https://im.example.com/im/callback",
+		Spool:          &cbv1.SpoolStatus{Events: 42, Bytes: 1 << 20},
+		StrandedSpools: []cbv1.StrandedSpool{{Name: "spool-blacklist-2", Kind: "PersistentVolumeClaim", State: "Draining"}},
+		Counts:         cbv1.Counts{Received: 10, Accepted: 6, Rejected: 1, Decided: 3, Delivered: 5, Failed: 1},
 	}
 	meta.SetStatusCondition(&cr.Status.Conditions, metav1.Condition{
 		Type: cbv1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Ready", Message: "ok",
@@ -143,7 +144,7 @@ func TestPrinterColumns(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
 	}
-	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Callback URL", "Decided", "Waiting"}
+	wantNames := []string{"Name", "Ready", "Replicas", "Received", "Delivered", "Failed", "URL", "Age", "Reason", "Sink", "Callback URL", "Decided", "Waiting", "Stranded"}
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("columns = %v, want %v", names, wantNames)
 	}
@@ -155,6 +156,9 @@ func TestPrinterColumns(t *testing.T) {
 	want := []any{"blacklist", "True", float64(2), float64(10), float64(5), float64(1), cr.Status.URL}
 	if !reflect.DeepEqual(cells[:7], want) {
 		t.Fatalf("row = %v, want it to start with %v", cells, want)
+	}
+	if cells[13] != "spool-blacklist-2" {
+		t.Errorf("Stranded = %v, want the claim still to be drained", cells[13])
 	}
 	if cells[8] != "Ready" || cells[9] != cr.Status.SinkURI || cells[10] != cr.Status.CallbackURL || cells[11] != float64(3) || cells[12] != float64(42) {
 		t.Fatalf("wide columns = %v", cells[8:])

@@ -127,6 +127,24 @@ var contractFields = map[string]specField{
 		},
 		moves: 2,
 	},
+	"spool.storageClassName": {notAFlag: "the StatefulSet's claim template"},
+	"spool.size": {
+		set: func(cr *cbv1.CallbackReceiver, _ *Params) {
+			cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolPersistentVolumeClaim, Size: ptr.To(resource.MustParse("300Mi"))}
+		},
+		// The flag is within the claim; the claim template carries the size itself.
+		check: func(c receiver.Config) bool {
+			return c.SpoolDir == SpoolMountPath && c.SpoolMaxBytes == ClaimSpoolMaxBytes(resource.MustParse("300Mi"))
+		},
+		moves: 2,
+	},
+	"spool.drainTimeout": {
+		set: func(cr *cbv1.CallbackReceiver, _ *Params) {
+			cr.Spec.Spool = &cbv1.SpoolSpec{Type: cbv1.SpoolEmptyDir, DrainTimeout: &metav1.Duration{Duration: 5 * time.Minute}}
+		},
+		check: func(c receiver.Config) bool { return c.ShutdownTimeout == 5*time.Minute },
+		moves: 3,
+	},
 	"replicas":            {notAFlag: "the Deployment's replicas"},
 	"image":               {notAFlag: "the container's image"},
 	"resources":           {notAFlag: "the container's resources (and GOMEMLIMIT from its memory limit)"},

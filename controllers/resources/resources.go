@@ -167,7 +167,10 @@ func serviceSpec(cr *cbv1.CallbackReceiver, tls bool) cbv1.ServiceSpec {
 }
 
 // Replicas is spec.replicas with its default.
-func Replicas(cr *cbv1.CallbackReceiver) int32 { return ptr.Deref(cr.Spec.Replicas, 1) }
+func Replicas(cr *cbv1.CallbackReceiver) int32 { return ptr.Deref(cr.Spec.Replicas, DefaultReplicas) }
+
+// DefaultReplicas applies when spec.replicas is not set (the schema sets it).
+const DefaultReplicas = 2
 
 // PodDisruptionBudget keeps all but one receiver pod running through voluntary disruptions
 // (node drains). It exists only with more than one replica: with one, it would block drains.
@@ -268,8 +271,9 @@ func appendDuration(args []string, flag string, d *metav1.Duration) []string {
 	return append(args, contract.Arg(flag, d.Duration.String()))
 }
 
-// Deployment runs the receiver pods, hardened to the restricted Pod Security Standard.
-func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyConfiguration {
+// podTemplate is the receiver pod, hardened to the restricted Pod Security Standard, as
+// the Deployment and the StatefulSet run it.
+func podTemplate(cr *cbv1.CallbackReceiver, p Params) *corev1ac.PodTemplateSpecApplyConfiguration {
 	res := DefaultResources()
 	if cr.Spec.Resources != nil {
 		res = *cr.Spec.Resources
@@ -319,9 +323,16 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 		WithRunAsGroup(RunAsUser).
 		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
 	var volumes []*corev1ac.VolumeApplyConfiguration
-	if v, m := spoolVolume(cr); v != nil {
-		volumes = append(volumes, v)
+	if v, m := spoolVolume(cr); m != nil {
+		if v != nil { // a claim of the StatefulSet's volumeClaimTemplates otherwise
+			volumes = append(volumes, v)
+		}
 		container.WithVolumeMounts(m)
+	}
+	if SpoolOnClaim(cr) {
+		// The claim's files belong to the receiver's group on volumes that support it; the
+		// walk happens only when the volume's root does not have it yet.
+		podSecurity.WithFSGroup(RunAsUser).WithFSGroupChangePolicy(corev1.FSGroupChangeOnRootMismatch)
 	}
 	if t := cr.Spec.TLS; t != nil {
 		v, m := tlsVolume(t)
@@ -342,7 +353,7 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 		WithServiceAccountName(cr.Name).
 		WithAutomountServiceAccountToken(false).
 		WithEnableServiceLinks(false).
-		WithTerminationGracePeriodSeconds(GracePeriod).
+		WithTerminationGracePeriodSeconds(GracePeriodFor(cr)).
 		WithSecurityContext(podSecurity).
 		WithContainers(container)
 	if len(volumes) > 0 {
@@ -356,7 +367,12 @@ func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyCo
 		WithWhenUnsatisfiable(corev1.ScheduleAnyway).
 		WithLabelSelector(metav1ac.LabelSelector().WithMatchLabels(SelectorLabels(cr))))
 	template.WithSpec(podSpec)
+	return template
+}
 
+// Deployment runs the receiver pods of the spool types that need no claim (EmptyDir, None).
+func Deployment(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.DeploymentApplyConfiguration {
+	template := podTemplate(cr, p)
 	return appsv1ac.Deployment(cr.Name, cr.Namespace).
 		WithLabels(Labels(cr)).
 		WithOwnerReferences(owner(cr)).

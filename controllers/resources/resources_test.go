@@ -111,9 +111,9 @@ func TestDeployment(t *testing.T) {
 		p      Params
 		check  func(t *testing.T, d *appsv1.Deployment)
 	}{
-		{"one replica, no auth", nil, params, func(t *testing.T, d *appsv1.Deployment) {
+		{"two replicas by default, no auth", nil, params, func(t *testing.T, d *appsv1.Deployment) {
 			c := d.Spec.Template.Spec.Containers[0]
-			if *d.Spec.Replicas != 1 {
+			if *d.Spec.Replicas != 2 {
 				t.Errorf("replicas %d", *d.Spec.Replicas)
 			}
 			if c.Image != params.Image {

@@ -41,8 +41,12 @@ func tlsVolume(t *cbv1.TLSSpec) (*corev1ac.VolumeApplyConfiguration, *corev1ac.V
 // ServesTLS tells whether the receiver of a Deployment this operator made serves HTTPS.
 // While spec.tls's Secret is unusable the Deployment is left as it is, and the Service,
 // the Ingress and status.url follow what it runs, not what the spec asks for.
-func ServesTLS(d *appsv1.Deployment) bool {
-	for _, c := range d.Spec.Template.Spec.Containers {
+func ServesTLS(d *appsv1.Deployment) bool { return TemplateServesTLS(d.Spec.Template) }
+
+// TemplateServesTLS tells whether the receiver of a pod template this operator made serves
+// HTTPS.
+func TemplateServesTLS(t corev1.PodTemplateSpec) bool {
+	for _, c := range t.Spec.Containers {
 		if c.Name != ContainerName {
 			continue
 		}

@@ -131,21 +131,34 @@ func service(ns, name string, selector map[string]string) *corev1.Service {
 	}
 }
 
-// waitAvailable waits until the Deployment has exactly n ready pods and no others, and
-// returns them.
+// waitAvailable waits until the Deployment (or, when there is none of that name, the
+// StatefulSet) has exactly n ready pods and no others, and returns them.
 func waitAvailable(t *testing.T, ns, name string, n int, timeout time.Duration) []corev1.Pod {
 	t.Helper()
 	ctx := context.Background()
 	var pods []corev1.Pod
-	eventually(t, timeout, fmt.Sprintf("deployment %s/%s with %d ready pods", ns, name, n), func() error {
+	eventually(t, timeout, fmt.Sprintf("deployment or statefulset %s/%s with %d ready pods", ns, name, n), func() error {
+		var selector *metav1.LabelSelector
 		d, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
+		switch {
+		case apierrors.IsNotFound(err):
+			s, err := cluster.Client.AppsV1().StatefulSets(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if s.Status.ReadyReplicas != int32(n) || s.Status.Replicas != int32(n) || s.Status.UpdatedReplicas != int32(n) || s.Status.ObservedGeneration < s.Generation {
+				return fmt.Errorf("statefulset replicas %d, ready %d, updated %d", s.Status.Replicas, s.Status.ReadyReplicas, s.Status.UpdatedReplicas)
+			}
+			selector = s.Spec.Selector
+		case err != nil:
 			return err
+		default:
+			if d.Status.ReadyReplicas != int32(n) || d.Status.Replicas != int32(n) || d.Status.UpdatedReplicas != int32(n) {
+				return fmt.Errorf("replicas %d, ready %d, updated %d", d.Status.Replicas, d.Status.ReadyReplicas, d.Status.UpdatedReplicas)
+			}
+			selector = d.Spec.Selector
 		}
-		if d.Status.ReadyReplicas != int32(n) || d.Status.Replicas != int32(n) || d.Status.UpdatedReplicas != int32(n) {
-			return fmt.Errorf("replicas %d, ready %d, updated %d", d.Status.Replicas, d.Status.ReadyReplicas, d.Status.UpdatedReplicas)
-		}
-		sel := metav1.FormatLabelSelector(d.Spec.Selector)
+		sel := metav1.FormatLabelSelector(selector)
 		list, err := cluster.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel})
 		if err != nil {
 			return err

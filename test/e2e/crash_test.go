@@ -19,7 +19,7 @@ func TestReceiverCrashCountsOnce(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	ns := newNamespace(t, "e2e-crash")
-	applyK(t, ns, samplesDir())
+	applyK(t, ns, overlay(t, nil, nil))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
 	waitSink(t, ns, sampleSink)
 	pod := rcv.pods[0]

@@ -105,8 +105,26 @@ func samplesDir() string { return filepath.Join(repoRoot, "config", "samples") }
 
 // overlay writes a kustomization that builds on config/samples: extra resources (file name
 // to YAML) and JSON 6902 patches (target to patch YAML). It returns the directory for
-// `kubectl apply -k`.
+// `kubectl apply -k`. The sample's CallbackReceiver is pinned to what the tests written
+// before claims became the default test (pinnedSample), unless patches change it again; the
+// tests of claims use samplesOnClaims.
 func overlay(t *testing.T, resources map[string]string, patches []kpatch) string {
+	t.Helper()
+	return overlayOf(t, resources, append([]kpatch{pinnedSample}, patches...))
+}
+
+// pinnedSample runs the sample on one replica with an emptyDir spool, as a Deployment.
+var pinnedSample = kpatch{"CallbackReceiver", sampleName, `
+- {op: add, path: /spec/spool, value: {type: EmptyDir}}
+- {op: add, path: /spec/replicas, value: 1}`}
+
+// samplesOnClaims is config/samples as shipped (a claim per pod, 2 replicas), with patches.
+func samplesOnClaims(t *testing.T, resources map[string]string, patches []kpatch) string {
+	t.Helper()
+	return overlayOf(t, resources, patches)
+}
+
+func overlayOf(t *testing.T, resources map[string]string, patches []kpatch) string {
 	t.Helper()
 	dir := t.TempDir()
 	rel, err := filepath.Rel(dir, samplesDir())

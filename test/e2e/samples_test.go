@@ -20,7 +20,7 @@ func TestSamplesDeliverSignedCallbacks(t *testing.T) {
 
 	// 1. Apply the samples as the README says; the receiver becomes Ready.
 	start := time.Now()
-	applyK(t, ns, samplesDir())
+	applyK(t, ns, overlay(t, nil, nil))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
 	waitSink(t, ns, sampleSink)
 	t.Logf("samples applied and ready in %s", time.Since(start).Round(time.Millisecond))

@@ -22,7 +22,7 @@ import (
 func TestScaleWhileTrafficFlows(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, "e2e-scale")
-	applyK(t, ns, samplesDir())
+	applyK(t, ns, overlay(t, nil, nil))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
 	waitSink(t, ns, sampleSink)
 

@@ -15,7 +15,7 @@ import (
 func TestReceiverRunsRestricted(t *testing.T) {
 	t.Parallel()
 	ns := newNamespace(t, "e2e-security")
-	applyK(t, ns, samplesDir())
+	applyK(t, ns, overlay(t, nil, nil))
 	rcv := waitReceiver(t, ns, sampleName, 1, 2*time.Minute)
 	pod := currentPod(t, ns, rcv.pods[0].Name)
 	pid := containerPID(t, pod, "receiver")

@@ -195,11 +195,17 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.installDNS(ctx); err != nil {
 		return c, err
 	}
+	if err := c.installStorage(ctx); err != nil {
+		return c, err
+	}
 	if err := c.waitNode(ctx); err != nil {
 		return c, err
 	}
 	logf("local cluster: node Ready after %s", time.Since(begin).Round(time.Millisecond))
 	if err := c.WaitDeployment(ctx, "kube-system", "coredns", 2*time.Minute); err != nil {
+		return c, err
+	}
+	if err := c.waitStorage(ctx); err != nil {
 		return c, err
 	}
 	logf("local cluster: ready after %s; kubeconfig %s", time.Since(begin).Round(time.Millisecond), c.Kubeconfig)
