@@ -6,6 +6,7 @@ module github.com/imcallback/callback-operator/test/chart
 go 1.26.0
 
 require (
+	github.com/yuin/gopher-lua v1.1.2
 	helm.sh/helm/v4 v4.3.2
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/kustomize/api v0.21.1
