@@ -137,9 +137,10 @@ chart-sync: ## Copy the CRDs, the manager's rules, the alerts and the dashboard 
 	hack/chart-sync.sh
 
 .PHONY: test-chart
-test-chart: helm ## The chart against config/ (its own module, test/chart), helm lint, the Argo CD health check.
+test-chart: helm promtool build ## The chart against config/ (its own module, test/chart), helm lint, the Argo CD health check, alert and dashboard queries on a real Prometheus.
 	$(HELM) lint --strict charts/callback-operator
-	cd test/chart && go vet ./... && go test -race -count=1 ./...
+	cd test/chart && go vet ./... && \
+	  PROMETHEUS=$(LOCALBIN)/prometheus RECEIVER=$(LOCALBIN)/receiver go test -race -count=1 ./...
 
 .PHONY: test-alerts
 test-alerts: promtool ## promtool: check the alert rules, run their unit tests (config/prometheus/*_test.yaml).

@@ -83,7 +83,7 @@ func TestDashboard(t *testing.T) {
 			List []struct{ Name string } `json:"list"`
 		} `json:"templating"`
 		Panels []struct {
-			Title      string `json:"title"`
+			Title      string               `json:"title"`
 			Datasource struct{ UID string } `json:"datasource"`
 			Targets    []struct {
 				Expr string `json:"expr"`
