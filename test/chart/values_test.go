@@ -214,8 +214,8 @@ func TestEachValueLandsWhereItShould(t *testing.T) {
 			{"PrometheusRule " + releaseNamespace + "/callback-operator-alerts", "metadata.labels.release", "kps"},
 			{"PrometheusRule " + releaseNamespace + "/callback-operator-alerts", "spec.groups.0.name", "callback-receivers"},
 		}},
-		{name: "dashboards: namespace, labels, annotations", values: `monitoring: {dashboards: {enabled: true, namespace: monitoring, labels: {grafana_dashboard: "1", x: y}, annotations: {grafana_folder: IM}}}`, fields: []field{
-			{"ConfigMap monitoring/callback-operator-dashboard", "metadata.labels.x", "y"},
+		{name: "dashboards: namespace, labels, annotations", values: `monitoring: {dashboards: {enabled: true, namespace: monitoring, labels: {grafana_dashboard: "1", x: z}, annotations: {grafana_folder: IM}}}`, fields: []field{
+			{"ConfigMap monitoring/callback-operator-dashboard", "metadata.labels.x", "z"},
 			{"ConfigMap monitoring/callback-operator-dashboard", "metadata.labels.grafana_dashboard", `"1"`},
 			{"ConfigMap monitoring/callback-operator-dashboard", "metadata.annotations", "{grafana_folder: IM}"},
 		}},
@@ -249,5 +249,21 @@ func TestRequiredValuesFail(t *testing.T) {
 	_, _, err := tryRender(t, yamlValue(t, `monitoring: {serviceMonitor: {enabled: true, prometheusServiceAccount: {name: prom}}}`).(map[string]any))
 	if err == nil || !strings.Contains(err.Error(), "prometheusServiceAccount.namespace is required") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestSchemaRefusesMistakes: values.schema.json stops a misspelt or mistyped value at
+// install time instead of rendering without it.
+func TestSchemaRefusesMistakes(t *testing.T) {
+	for _, values := range []string{
+		`watchNamespace: [chat]`,
+		`watchNamespaces: chat`,
+		`monitoring: {podMonitor: {enable: true}}`,
+		`image: {digest: "latest"}`,
+		`replicaCount: two`,
+	} {
+		if _, _, err := tryRender(t, yamlValue(t, values).(map[string]any)); err == nil {
+			t.Errorf("%s: rendered without error", values)
+		}
 	}
 }
