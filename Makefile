@@ -33,6 +33,9 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+# Built from the tools modules hack/tools/helm and hack/tools/prometheus into the cache.
+HELM ?= $(LOCALBIN)/helm
+PROMTOOL ?= $(LOCALBIN)/promtool
 # kubectl: the one in PATH, else the one hack/control-plane.sh builds.
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo "$$(hack/control-plane.sh)/kubectl")
 # More flags for `make run`, such as RUN_FLAGS=--zap-log-level=debug.
@@ -40,7 +43,8 @@ RUN_FLAGS ?=
 
 GO_LDFLAGS := -s -w -X github.com/imcallback/callback-operator/internal/version.Version=$(VERSION)
 # Generated files, checked for staleness by `make verify-generated`.
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml \
+	charts/callback-operator/files config/prometheus/prometheusrule.yaml
 
 ##@ General
 
@@ -54,6 +58,7 @@ help: ## Show this help.
 manifests: controller-gen ## Generate the CRD and RBAC manifests from the markers (descriptions as prose for kubectl explain).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/...;./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	go run ./hack/crd-prose config/crd/bases/*.yaml
+	hack/chart-sync.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code from the markers.
@@ -80,6 +85,7 @@ vet: ## Run go vet.
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run ./...
+	cd test/chart && $(GOLANGCI_LINT) run ./...
 
 .PHONY: control-plane
 control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, kubectl and etcd.
@@ -127,6 +133,21 @@ bench: build control-plane ## Benchmarks: receiver (with and without spool) agai
 bench-spool-stores: ## The spool's workload on receiver/spool, bbolt and Pebble (why the spool is its own segment log).
 	cd hack/spoolbench && go run . -dir /var/tmp/imcallback-spoolbench
 
+.PHONY: chart-sync
+chart-sync: ## Copy the CRDs, the manager's rules, the alerts and the dashboard from config/ into the chart (make manifests runs it).
+	hack/chart-sync.sh
+
+.PHONY: test-chart
+test-chart: helm promtool build ## The chart against config/ (its own module, test/chart), helm lint, the Argo CD health check, alert and dashboard queries on a real Prometheus.
+	$(HELM) lint --strict charts/callback-operator
+	cd test/chart && go vet ./... && \
+	  PROMETHEUS=$(LOCALBIN)/prometheus RECEIVER=$(LOCALBIN)/receiver go test -race -count=1 ./...
+
+.PHONY: test-alerts
+test-alerts: promtool ## promtool: check the alert rules, run their unit tests (config/prometheus/*_test.yaml).
+	$(PROMTOOL) check rules config/prometheus/alerts.yaml
+	$(PROMTOOL) test rules config/prometheus/*_test.yaml
+
 ##@ Build
 
 .PHONY: build
@@ -141,6 +162,13 @@ run: manifests generate install ## Run the manager against the cluster of the cu
 .PHONY: image
 image: build ## Write the operator's image (IMG) to bin/image.tar without Docker (docker load / ctr images import read it).
 	go run ./hack/image --out $(IMAGE_ARCHIVE) --operator $(IMG) --bin-dir $(LOCALBIN)
+
+# The chart's version: VERSION without its v when it is SemVer, else 0.0.0-VERSION.
+CHART_VERSION ?= $(shell v='$(VERSION)'; v=$${v#v}; if echo "$$v" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+'; then echo "$$v"; else echo "0.0.0-$$v"; fi)
+
+.PHONY: helm-package
+helm-package: helm ## Package the chart (version CHART_VERSION, appVersion VERSION: the image tag it installs) into bin/.
+	$(HELM) package charts/callback-operator --version $(CHART_VERSION) --app-version $(VERSION) -d $(LOCALBIN)
 
 .PHONY: docker-build
 docker-build: ## Build the image with both binaries (needs a Docker engine).
@@ -199,7 +227,11 @@ test-e2e: control-plane node node-packages ## End-to-end tests on a local cluste
 
 ##@ Tools
 
-.PHONY: controller-gen kustomize golangci-lint
+.PHONY: controller-gen kustomize golangci-lint helm promtool
+helm: ## Build (once, cached) helm from hack/tools/helm and link it into bin/.
+	@mkdir -p $(LOCALBIN) && dir="$$(nice -n 10 hack/helm.sh)" && ln -sf "$$dir/helm" $(HELM)
+promtool: ## Build (once, cached) promtool and prometheus from hack/tools/prometheus and link them into bin/.
+	@mkdir -p $(LOCALBIN) && dir="$$(nice -n 10 hack/prometheus.sh)" && ln -sf "$$dir/promtool" $(PROMTOOL) && ln -sf "$$dir/prometheus" $(LOCALBIN)/prometheus
 controller-gen: $(CONTROLLER_GEN) ## Install controller-gen into bin/.
 kustomize: $(KUSTOMIZE) ## Install kustomize into bin/.
 golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint into bin/.
