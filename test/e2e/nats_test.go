@@ -67,8 +67,12 @@ func TestNATSJetStreamClusterKeepsAcknowledgedMessages(t *testing.T) {
 
 	var stream jetstream.Stream
 	eventually(t, time.Minute, "an R3 stream created", func() error {
+		// Each attempt on its own deadline: a request made before the meta leader is elected
+		// gets no answer at all.
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		defer acancel()
 		var err error
-		stream, err = js.CreateStream(ctx, jetstream.StreamConfig{
+		stream, err = js.CreateStream(actx, jetstream.StreamConfig{
 			Name: "CALLBACKS", Subjects: []string{"im.>"}, Storage: jetstream.FileStorage, Replicas: 3,
 			Discard: jetstream.DiscardNew, Duplicates: 2 * time.Minute,
 		})
