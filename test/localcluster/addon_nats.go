@@ -138,14 +138,14 @@ spec:
         # As the NATS chart probes: started once JetStream is enabled, ready once the server
         # (not yet the meta leader) answers, alive while JetStream is.
         startupProbe:
-          httpGet: {path: /healthz?js-enabled-only=true, port: monitor}
+          httpGet: {path: "/healthz?js-enabled-only=true", port: monitor}
           periodSeconds: 2
           failureThreshold: 90
         readinessProbe:
-          httpGet: {path: /healthz?js-server-only=true, port: monitor}
+          httpGet: {path: "/healthz?js-server-only=true", port: monitor}
           periodSeconds: 2
         livenessProbe:
-          httpGet: {path: /healthz?js-enabled-only=true, port: monitor}
+          httpGet: {path: "/healthz?js-enabled-only=true", port: monitor}
           periodSeconds: 10
           failureThreshold: 3
         lifecycle:
