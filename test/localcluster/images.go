@@ -1,13 +1,11 @@
 package localcluster
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"github.com/imcallback/callback-operator/internal/ociimage"
 )
@@ -17,17 +15,7 @@ const PauseImage = "localhost/callback-operator/pause:v1"
 
 // coreDNSImage names the CoreDNS image after the version hack/node.sh built.
 func (c *Cluster) coreDNSImage() string {
-	v := "unknown"
-	if f, err := os.Open(filepath.Join(c.NodeAssetsDir, ".complete")); err == nil {
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(sc.Text(), "coredns="); ok {
-				v = rest
-			}
-		}
-		f.Close()
-	}
-	return "localhost/callback-operator/coredns:" + v
+	return "localhost/callback-operator/coredns:" + markerValue(c.NodeAssetsDir, "coredns")
 }
 
 // systemImages writes the archive of the node's own images: the sandbox and CoreDNS.

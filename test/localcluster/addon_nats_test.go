@@ -1,0 +1,45 @@
+package localcluster
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// The NATS manifest is valid YAML for both stores, and its StatefulSet keeps each server's
+// store where the options say: an emptyDir, or a claim of the named class.
+func TestNATSManifest(t *testing.T) {
+	for _, class := range []string{"", "standard"} {
+		var b bytes.Buffer
+		if err := natsManifest.Execute(&b, map[string]any{"Namespace": "ns", "Name": "nats", "Replicas": 3,
+			"Image": "img", "SyncAlways": true, "StorageClassName": class, "Routes": []string{"nats://a:6222", "nats://b:6222"}}); err != nil {
+			t.Fatal(err)
+		}
+		var sts *appsv1.StatefulSet
+		for _, doc := range strings.Split(b.String(), "\n---\n") {
+			var obj map[string]any
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				t.Fatalf("class %q: %v in\n%s", class, err, doc)
+			}
+			if obj["kind"] == "StatefulSet" {
+				sts = &appsv1.StatefulSet{}
+				if err := yaml.UnmarshalStrict([]byte(doc), sts); err != nil {
+					t.Fatalf("class %q: StatefulSet: %v", class, err)
+				}
+			}
+		}
+		if sts == nil {
+			t.Fatalf("class %q: no StatefulSet", class)
+		}
+		claims := len(sts.Spec.VolumeClaimTemplates)
+		if (class == "") != (claims == 0) {
+			t.Errorf("class %q: %d volume claim templates", class, claims)
+		}
+		if !strings.Contains(b.String(), "sync_interval: always") || !strings.Contains(b.String(), "routes: [nats://a:6222, nats://b:6222]") {
+			t.Errorf("class %q: config lacks sync_interval or routes:\n%s", class, b.String())
+		}
+	}
+}
