@@ -219,7 +219,7 @@ func (d *deliverer) send(ctx context.Context, rt *route, ev *event.Event, obs in
 		why, retry, overload := classify(status, err)
 		rt.pace.release(ok, overload && ctx.Err() == nil)
 		if ok {
-			rt.health.accepted(end)
+			rt.health.accepted()
 			return attempt, ""
 		}
 		if ctx.Err() != nil {
