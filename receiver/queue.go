@@ -35,8 +35,12 @@ import (
 //     process ends are handed out again by the next store opened on the same place.
 //   - Hold(e) says the entry is still being worked on (held through its target's outage,
 //     in backoff): a store that hands unacknowledged entries to another consumer after a
-//     while (JetStream's AckWait) must extend that; the local stores need nothing. Delivery
-//     calls it at least every maxOutageBackoff while an entry is held.
+//     while (JetStream's AckWait: Msg.InProgress) must extend that; the local stores need
+//     nothing. Delivery calls it before each wait of a held entry, and the waits are at most
+//     maxOutageBackoff, or the sink's Retry-After up to --max-retry-after, so an AckWait
+//     longer than that plus --delivery-timeout is never reached by a live entry.
+//   - A lane is a destination's own backlog: a JetStream store maps it to the route's durable
+//     pull consumer (shared by the replicas), the local stores to a channel or a segment log.
 //   - Waiting(lane) is the entries of the lane not done (waiting or being delivered).
 //   - Err is non-nil once the store failed in a way only a restart cures (/healthz fails).
 //   - Stop ends Appends (ErrStopped) and lets Take drain; Close releases the store after
