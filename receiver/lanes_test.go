@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/imcallback/callback-operator/receiver/spool"
 )
 
 // TestLanesAreSpooledApart: each sink has its own segment log under DIR/lanes; a lane full
@@ -84,5 +86,42 @@ func TestDeliverDrainsWithoutIntake(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(cfg.SpoolDir, lanesDir)); len(ents) != 1 {
 		t.Errorf("lane directories after Deliver: %v", ents)
+	}
+}
+
+// TestSpoolWrittenBeforeLanesIsDelivered: a spool directory of the earlier layout (one
+// segment log in the directory itself, as a receiver before lanes left it) is delivered,
+// with its events' original ids, and its files removed once done.
+func TestSpoolWrittenBeforeLanesIsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	old, _, err := spool.Open(dir, spool.Options{MaxBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 25
+	for i := range n {
+		it := &item{received: exampleNow, sdkAppID: "1400000001", command: CmdBlackListDelete, body: []byte(pairBody(i))}
+		if err := old.Append(appendItem(nil, it)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	up := newSink(t, nil)
+	cfg := testConfig(up.URL)
+	cfg.SpoolDir = dir
+	rr := start(t, cfg)
+	eventually(t, "the old layout's events are delivered", func() bool { return up.count() == n })
+	for _, req := range up.got() {
+		if id := req.header.Get("Ce-Id"); id != EventID("1400000001", CmdBlackListDelete, req.body) {
+			t.Errorf("id %s", id)
+		}
+	}
+	if err := rr.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(segs) != 0 {
+		t.Errorf("the old layout's segments are left: %v", segs)
 	}
 }
