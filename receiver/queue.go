@@ -21,7 +21,8 @@ import (
 //     target (routing.routes); a store may hand out more lanes, holding entries an earlier
 //     process stored for targets no longer configured: delivery sends those where the
 //     current flags route their command.
-//   - Append(lane, it) stores it (it and it.body are the caller's: copy what is kept) and
+//   - Append(lane, it) stores it (the store may keep the *item, but it.body is the caller's
+//     buffer, reused after Append returns: copy it if it is kept) and
 //     returns nil once it is as durable as the store promises (synced, acknowledged by a
 //     quorum). It fails with ErrLaneFull when that lane's quota is used up (only that lane's
 //     callbacks are refused), ErrNoRoom when the store has no room for anything now but is
@@ -102,11 +103,10 @@ func (q *memQueue) Append(lane int, it *item) error {
 	if q.stopped {
 		return ErrStopped
 	}
-	c := *it
-	c.body = append(make([]byte, 0, len(it.body)), it.body...)
+	it.body = append(make([]byte, 0, len(it.body)), it.body...)
 	q.notDone[lane].Add(1) // before the send, so that a Done never makes it negative
 	select {
-	case q.lanes[lane] <- &c:
+	case q.lanes[lane] <- it:
 		return nil
 	default:
 		q.notDone[lane].Add(-1)
