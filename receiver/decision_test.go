@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -594,9 +593,7 @@ func FuzzAnswerErrorCode(f *testing.F) {
 // (reason busy) instead of holding ~100 KB more; once they end, decisions go through again.
 func TestDecisionsInFlightBounded(t *testing.T) {
 	release := make(chan struct{})
-	var waiting atomic.Int64
 	svc := newSink(t, func(_ int, w http.ResponseWriter, r *http.Request) {
-		waiting.Add(1)
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -605,12 +602,14 @@ func TestDecisionsInFlightBounded(t *testing.T) {
 	})
 	cfg := decidingConfig(svc.URL)
 	cfg.DecisionFailure = DecisionFailureReject
+	cfg.DecisionTimeout = MaxDecisionTimeout
 	r := newReceiver(t, cfg)
 	var wg sync.WaitGroup
 	for range maxDecisionsInFlight {
 		wg.Go(func() { serveDecided(r, CmdC2CBeforeSendMsg, c2cBeforeBody) })
 	}
-	eventually(t, "every slot waits on the service", func() bool { return waiting.Load() == maxDecisionsInFlight })
+	// Every slot is taken at once (the exchanges then wait on the service, up to the timeout).
+	eventually(t, "every slot is taken", func() bool { return len(r.decisionSlots) == maxDecisionsInFlight })
 	begin := time.Now()
 	w := serveDecided(r, CmdC2CBeforeSendMsg, c2cBeforeBody)
 	if took := time.Since(begin); took > 100*time.Millisecond {

@@ -215,13 +215,13 @@ func (d *deliverer) send(ctx context.Context, rt *route, ev *event.Event, obs in
 		status, retryAfter, err := d.attempt(ctx, rt.url, ev)
 		end := time.Now()
 		obs.Observe(end.Sub(start).Seconds())
-		ok := err == nil && status >= 200 && status < 300
-		why, retry, overload := classify(status, err)
-		rt.pace.release(ok, overload && ctx.Err() == nil)
-		if ok {
-			rt.health.accepted(end)
+		if err == nil && status >= 200 && status < 300 {
+			rt.pace.release(true, false)
+			rt.health.accepted()
 			return attempt, ""
 		}
+		why, retry, overload := classify(status, err)
+		rt.pace.release(false, overload && ctx.Err() == nil)
 		if ctx.Err() != nil {
 			return attempt, "shutdown timeout reached: " + why
 		}

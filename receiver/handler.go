@@ -143,7 +143,7 @@ func (r *Receiver) serveCallback(w http.ResponseWriter, req *http.Request) {
 
 	// 11: queue.
 	it := itemOf(&p, received, body) // enqueue copies the body
-	u := r.enqueue(&it)
+	u := r.enqueue(&it, start)
 	if r.replay != nil {
 		r.replay.settle(replayKey, claim, u == available)
 	}
@@ -168,7 +168,7 @@ func (r *Receiver) unavailable(w http.ResponseWriter, req *http.Request, start t
 
 // enqueue puts it in the spool (durably, before the reply) or the in-memory queue, unless
 // the receiver is draining or there is no room; it then returns why, for the 503.
-func (r *Receiver) enqueue(it *item) Unavailable {
+func (r *Receiver) enqueue(it *item, now time.Time) Unavailable {
 	r.drainMu.RLock()
 	defer r.drainMu.RUnlock()
 	if r.draining {
@@ -177,7 +177,7 @@ func (r *Receiver) enqueue(it *item) Unavailable {
 	rt := r.targetOf(it.command)
 	err := r.queue.Append(rt.lane, it)
 	u := r.unavailableOf(err)
-	r.intake.note(rt.lane, u, err, it.received)
+	r.intake.note(rt.lane, u, err, now) // the real clock: cfg.Now is the protocol's
 	return u
 }
 

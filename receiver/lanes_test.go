@@ -5,8 +5,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/imcallback/callback-operator/receiver/spool"
 )
 
 // TestLanesAreSpooledApart: each sink has its own segment log under DIR/lanes; a lane full
@@ -84,5 +87,84 @@ func TestDeliverDrainsWithoutIntake(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join(cfg.SpoolDir, lanesDir)); len(ents) != 1 {
 		t.Errorf("lane directories after Deliver: %v", ents)
+	}
+}
+
+// TestSpoolWrittenBeforeLanesIsDelivered: a spool directory of the earlier layout (one
+// segment log in the directory itself, as a receiver before lanes left it) is delivered,
+// with its events' original ids, and its files removed once done.
+func TestSpoolWrittenBeforeLanesIsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	old, _, err := spool.Open(dir, spool.Options{MaxBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 25
+	for i := range n {
+		it := &item{received: exampleNow, sdkAppID: "1400000001", command: CmdBlackListDelete, body: []byte(pairBody(i))}
+		if err := old.Append(appendItem(nil, it)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	up := newSink(t, nil)
+	cfg := testConfig(up.URL)
+	cfg.SpoolDir = dir
+	rr := start(t, cfg)
+	eventually(t, "the old layout's events are delivered", func() bool { return up.count() == n })
+	for _, req := range up.got() {
+		if id := req.header.Get("Ce-Id"); id != EventID("1400000001", CmdBlackListDelete, req.body) {
+			t.Errorf("id %s", id)
+		}
+	}
+	if err := rr.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if segs, _ := filepath.Glob(filepath.Join(dir, "*.seg")); len(segs) != 0 {
+		t.Errorf("the old layout's segments are left: %v", segs)
+	}
+}
+
+// TestReadyzFollowsAcceptance: while the only lane refuses callbacks for want of room,
+// /readyz fails (the Service should send IM elsewhere); once a callback is accepted again it
+// is ready. Before, /readyz said ok while every callback got 503.
+func TestReadyzFollowsAcceptance(t *testing.T) {
+	release := make(chan struct{})
+	s := newSink(t, func(_ int, _ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	cfg := testConfig(s.URL)
+	cfg.QueueSize, cfg.Workers = 1, 1
+	cfg.DeliveryTimeout = 10 * time.Second
+	rr := start(t, cfg)
+	if code, _ := get(t, rr.adminURL+"/readyz"); code != 200 {
+		t.Fatalf("/readyz = %d at start", code)
+	}
+	codes := map[int]int{}
+	for i := range 4 {
+		code, _ := post(t, rr.url, signedQuery(CmdBlackListDelete), pairBody(i))
+		codes[code]++
+		if i == 0 {
+			eventually(t, "the worker holds the first", func() bool { return s.count() == 1 })
+		}
+	}
+	if codes[503] == 0 {
+		t.Fatalf("replies %v: the queue never filled", codes)
+	}
+	if code, body := get(t, rr.adminURL+"/readyz"); code != 503 || !strings.Contains(body, "queue is full") {
+		t.Errorf("/readyz = %d %s while every callback gets 503", code, body)
+	}
+	close(release)
+	eventually(t, "the queue drains", func() bool { return rr.queueDepth() == 0 })
+	if code, _ := post(t, rr.url, signedQuery(CmdBlackListDelete), pairBody(99)); code != 200 {
+		t.Fatalf("after the drain: %d", code)
+	}
+	if code, body := get(t, rr.adminURL+"/readyz"); code != 200 {
+		t.Errorf("/readyz = %d %s once callbacks are accepted again", code, body)
 	}
 }

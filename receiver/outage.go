@@ -13,11 +13,9 @@ import (
 // held events then cost at most one attempt per worker every 5-10 s.
 const maxOutageBackoff = 10 * time.Second
 
-// targetHealth tells an outage of a delivery target from a target that refuses one event:
-// with a spool, an event whose retries are exhausted is held (and retried) rather than
-// dead-lettered while its target has accepted nothing since the event's last attempt began.
+// targetHealth wakes the events held through a delivery target's outage (their retries used
+// up, nowhere else to go) as soon as the target takes another event.
 type targetHealth struct {
-	lastOK  atomic.Int64 // Unix nanoseconds of the last accepted event
 	waiters atomic.Int32 // events held, waiting for the target
 
 	mu   sync.Mutex
@@ -25,8 +23,7 @@ type targetHealth struct {
 }
 
 // accepted records a delivery and wakes the events held for the target.
-func (h *targetHealth) accepted(now time.Time) {
-	h.lastOK.Store(now.UnixNano())
+func (h *targetHealth) accepted() {
 	if h.waiters.Load() == 0 {
 		return
 	}
@@ -37,9 +34,6 @@ func (h *targetHealth) accepted(now time.Time) {
 	}
 	h.mu.Unlock()
 }
-
-// acceptedSince tells whether the target accepted an event after t.
-func (h *targetHealth) acceptedSince(t time.Time) bool { return h.lastOK.Load() > t.UnixNano() }
 
 // hold waits d, or until the target accepts an event, or ctx ends (false).
 func (h *targetHealth) hold(ctx context.Context, d time.Duration) bool {

@@ -21,7 +21,8 @@ import (
 //     target (routing.routes); a store may hand out more lanes, holding entries an earlier
 //     process stored for targets no longer configured: delivery sends those where the
 //     current flags route their command.
-//   - Append(lane, it) stores it (it and it.body are the caller's: copy what is kept) and
+//   - Append(lane, it) stores it (the store may keep the *item, but it.body is the caller's
+//     buffer, reused after Append returns: copy it if it is kept) and
 //     returns nil once it is as durable as the store promises (synced, acknowledged by a
 //     quorum). It fails with ErrLaneFull when that lane's quota is used up (only that lane's
 //     callbacks are refused), ErrNoRoom when the store has no room for anything now but is
@@ -35,8 +36,12 @@ import (
 //     process ends are handed out again by the next store opened on the same place.
 //   - Hold(e) says the entry is still being worked on (held through its target's outage,
 //     in backoff): a store that hands unacknowledged entries to another consumer after a
-//     while (JetStream's AckWait) must extend that; the local stores need nothing. Delivery
-//     calls it at least every maxOutageBackoff while an entry is held.
+//     while (JetStream's AckWait: Msg.InProgress) must extend that; the local stores need
+//     nothing. Delivery calls it before each wait of a held entry, and the waits are at most
+//     maxOutageBackoff, or the sink's Retry-After up to --max-retry-after, so an AckWait
+//     longer than that plus --delivery-timeout is never reached by a live entry.
+//   - A lane is a destination's own backlog: a JetStream store maps it to the route's durable
+//     pull consumer (shared by the replicas), the local stores to a channel or a segment log.
 //   - Waiting(lane) is the entries of the lane not done (waiting or being delivered).
 //   - Err is non-nil once the store failed in a way only a restart cures (/healthz fails).
 //   - Stop ends Appends (ErrStopped) and lets Take drain; Close releases the store after
@@ -98,11 +103,10 @@ func (q *memQueue) Append(lane int, it *item) error {
 	if q.stopped {
 		return ErrStopped
 	}
-	c := *it
-	c.body = append(make([]byte, 0, len(it.body)), it.body...)
+	it.body = append(make([]byte, 0, len(it.body)), it.body...)
 	q.notDone[lane].Add(1) // before the send, so that a Done never makes it negative
 	select {
-	case q.lanes[lane] <- &c:
+	case q.lanes[lane] <- it:
 		return nil
 	default:
 		q.notDone[lane].Add(-1)

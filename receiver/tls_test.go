@@ -268,7 +268,7 @@ func TestHalfOpenHandshakesBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if took := time.Since(begin); resp.StatusCode != 200 || took > time.Second {
+	if took := time.Since(begin); resp.StatusCode != http.StatusOK || took > time.Second {
 		t.Errorf("valid callback beside 600 half-open handshakes: %d in %v", resp.StatusCode, took)
 	}
 	if got := gaugeValue(t, rr.adminURL, "imcallback_tls_handshakes_in_progress"); got == "" {

@@ -220,9 +220,10 @@ func TestProcessDeadRouteDoesNotStallTheOthers(t *testing.T) {
 						if float64(got.atLoadEnd[i]) < 0.8*float64(base.atLoadEnd[i]) {
 							t.Errorf("healthy sink %d took %d by the load's end, all healthy %d: more than 20%% slower", i, got.atLoadEnd[i], base.atLoadEnd[i])
 						}
-						// Loose for a shared machine and -race (the bench measures the 20%):
+						// Loose for a shared machine and -race (a neighbour stalled one run by 0.7 s; the
+						// bench measures the 20%):
 						// before lanes the p99 was seconds.
-						if limit := base.p99[i]*12/10 + 500*time.Millisecond; got.p99[i] > limit {
+						if limit := base.p99[i]*12/10 + time.Second; got.p99[i] > limit {
 							t.Errorf("healthy sink %d: p99 %v, all healthy %v", i, got.p99[i], base.p99[i])
 						}
 					}

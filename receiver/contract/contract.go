@@ -33,8 +33,8 @@ const (
 	FlagMaxConnections = "max-connections"
 	// FlagDrainOnly runs only the queue and delivery: deliver what --spool-dir holds, accept
 	// nothing, exit once it is empty.
-	FlagDrainOnly = "drain-only"
-	FlagMaxBodyBytes   = "max-body-bytes"
+	FlagDrainOnly    = "drain-only"
+	FlagMaxBodyBytes = "max-body-bytes"
 	// FlagMaxBodyBytesInFlight bounds the bytes of all bodies being read at once.
 	FlagMaxBodyBytesInFlight = "max-body-bytes-in-flight"
 	// FlagReplayWindowSize bounds how many accepted callbacks are remembered to recognise
