@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -128,4 +129,102 @@ func TestClaimsKeepTheBacklogThroughRolloutAndScaleDown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestClaimsKeepTheBacklogThroughDeletionEvictionAndSinkChange: with the sink down and
+// callbacks answered OK, every receiver pod is deleted, then one is evicted through the
+// Eviction API (the PodDisruptionBudget allows one), then a rollout points spec.sink at a
+// second, working sink: the whole backlog arrives there, exactly once.
+func TestClaimsKeepTheBacklogThroughDeletionEvictionAndSinkChange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cs := cluster.Client
+	ns := newNamespace(t, "e2e-claims-moves")
+	const second = "archive"
+	applyK(t, ns, samplesOnClaims(t, map[string]string{"archive.yaml": extraSink(t, second)}, nil))
+	rcv := waitReceiver(t, ns, sampleName, 2, 3*time.Minute)
+	waitSink(t, ns, sampleSink)
+	waitSink(t, ns, second)
+
+	scaleDeployment(t, ns, sampleSink, 0)
+	waitNoPods(t, ns, map[string]string{"app.kubernetes.io/name": sampleSink}, time.Minute)
+	var sent []callback
+	accept := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			c := blacklistDelete(sampleToken, i, 1)
+			c.mustAccept(t, rcv.url())
+			sent = append(sent, c)
+		}
+	}
+	accept(0, 40)
+
+	// Every receiver pod deleted at once: the StatefulSet makes them again, on their claims.
+	sel := metav1.FormatLabelSelector(&metav1.LabelSelector{MatchLabels: receiverSelector(sampleName)})
+	kubectl(t, "delete", "pod", "-n", ns, "-l", sel, "--wait=false")
+	waitRolled(t, ns, sampleName, rcv.pods, 3*time.Minute)
+	rcv = waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
+	accept(100, 20)
+
+	// One pod evicted as a node drain does.
+	ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: rcv.pods[0].Name, Namespace: ns}}
+	eventually(t, time.Minute, "the eviction admitted", func() error {
+		return cs.PolicyV1().Evictions(ns).Evict(ctx, ev)
+	})
+	eventually(t, 3*time.Minute, "the evicted pod replaced", func() error {
+		p, err := cs.CoreV1().Pods(ns).Get(ctx, rcv.pods[0].Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.UID == rcv.pods[0].UID || !podReady(p) {
+			return fmt.Errorf("pod %s not replaced yet", p.Name)
+		}
+		return nil
+	})
+	rcv = waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
+	accept(200, 20)
+
+	// A rollout to a second, working sink: the backlog goes there.
+	kubectl(t, "patch", "cbr", sampleName, "-n", ns, "--type=merge", "-p", `{"spec":{"sink":{"ref":{"name":"`+second+`"}}}}`)
+	checkEvents(t, waitSinkEvents(t, ns, second, len(sent), 4*time.Minute), sent, sampleSinkPath, nil)
+}
+
+// TestEmptyDirRolloutWithinTheDrainTimeout: with type EmptyDir and a drainTimeout of 90 s,
+// a rollout while the sink is down for less than that costs nothing: the terminating pod
+// keeps delivering and the sink receives every OK'd callback once it is back.
+func TestEmptyDirRolloutWithinTheDrainTimeout(t *testing.T) {
+	t.Parallel()
+	ns := newNamespace(t, "e2e-emptydir-drain")
+	applyK(t, ns, samplesOnClaims(t, nil, []kpatch{{"CallbackReceiver", sampleName, `
+- {op: add, path: /spec/spool, value: {type: EmptyDir, drainTimeout: 90s}}
+- {op: add, path: /spec/replicas, value: 1}`}}))
+	rcv := waitReceiver(t, ns, sampleName, 1, 3*time.Minute)
+	waitSink(t, ns, sampleSink)
+	if g := *rcv.pods[0].Spec.TerminationGracePeriodSeconds; g != 100 {
+		t.Errorf("grace period %d, want the drain and 10 s", g)
+	}
+	scaleDeployment(t, ns, sampleSink, 0)
+	waitNoPods(t, ns, map[string]string{"app.kubernetes.io/name": sampleSink}, time.Minute)
+	var sent []callback
+	for i := range 30 {
+		c := blacklistDelete(sampleToken, i, 1)
+		c.mustAccept(t, rcv.url())
+		sent = append(sent, c)
+	}
+	kubectl(t, "patch", "cbr", sampleName, "-n", ns, "--type=merge", "-p", `{"spec":{"delivery":{"retry":5}}}`)
+	old := rcv.pods[0]
+	eventually(t, 2*time.Minute, "the old pod terminating, a new one ready", func() error {
+		p, err := cluster.Client.CoreV1().Pods(ns).Get(context.Background(), old.Name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("the old pod is gone before the sink is back: %w", err)
+		}
+		if p.DeletionTimestamp == nil {
+			return fmt.Errorf("pod %s not terminating yet", p.Name)
+		}
+		return nil
+	})
+	// The old pod still holds the backlog, delivering; the sink comes back within the drain.
+	time.Sleep(10 * time.Second)
+	scaleDeployment(t, ns, sampleSink, 1)
+	waitSink(t, ns, sampleSink)
+	checkEvents(t, waitSinkEvents(t, ns, sampleSink, len(sent), 2*time.Minute), sent, sampleSinkPath, nil)
 }
