@@ -63,7 +63,7 @@ func TestClaimsKeepTheBacklogThroughRolloutAndScaleDown(t *testing.T) {
 	start := time.Now()
 	kubectl(t, "patch", "cbr", sampleName, "-n", ns, "--type=merge", "-p", `{"spec":{"delivery":{"retry":5}}}`)
 	waitRolled(t, ns, sampleName, rcv.pods, 5*time.Minute)
-	rcv = waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
+	waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
 	t.Logf("rollout of 2 pods with the sink down took %s", time.Since(start).Round(time.Second))
 	time.Sleep(2 * time.Second)
 	tr.halt()
@@ -96,10 +96,10 @@ func TestClaimsKeepTheBacklogThroughRolloutAndScaleDown(t *testing.T) {
 	checkEvents(t, waitSinkEvents(t, ns, sampleSink, len(sent), 4*time.Minute), sent, sampleSinkPath, nil)
 	eventually(t, 2*time.Minute, "the drained claim and its Job deleted", func() error {
 		if _, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claim1, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("claim %s: %v", claim1, err)
+			return fmt.Errorf("claim %s: %w", claim1, err)
 		}
 		if _, err := cs.BatchV1().Jobs(ns).Get(ctx, sampleName+"-drain-1", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("Job: %v", err)
+			return fmt.Errorf("job: %w", err)
 		}
 		cr, err := getCR(t, ns, sampleName)
 		if err != nil {
@@ -118,7 +118,7 @@ func TestClaimsKeepTheBacklogThroughRolloutAndScaleDown(t *testing.T) {
 	kubectl(t, "delete", "cbr", sampleName, "-n", ns, "--wait=false")
 	eventually(t, 3*time.Minute, "the resource and its claims gone", func() error {
 		if _, err := getCR(t, ns, sampleName); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("resource: %v", err)
+			return fmt.Errorf("resource: %w", err)
 		}
 		l, err := cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
