@@ -278,3 +278,22 @@ func TestIdleStatefulSetWritesNothing(t *testing.T) {
 		g.Expect(s.Spec.Template.Spec.Containers[0].Args).To(ContainElement(HavePrefix("--spool-max-bytes=")))
 	}).Should(Succeed())
 }
+
+// TestNamespaceDeletionIsNotHeld: a namespace being deleted takes the claims with it and
+// cannot run drain Jobs: the finalizer lets the resource (and so the namespace) go.
+func TestNamespaceDeletionIsNotHeld(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, cr := newReceiver(t, managerOptions{}, onStaticClaims)
+	g.Eventually(func(g Gomega) {
+		got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+		g.Expect(got.Finalizers).To(ContainElement(controllers.SpoolFinalizer))
+	}).Should(Succeed())
+	makeClaim(t, cr, 0)
+	must(t, k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	// envtest runs no namespace controller: the resource's deletion is what it would do.
+	must(t, k8sClient.Delete(ctx, cr))
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &cbv1.CallbackReceiver{}))
+	}).Should(BeTrue(), "the finalizer holds a terminating namespace")
+}
