@@ -228,3 +228,41 @@ func TestEmptyDirRolloutWithinTheDrainTimeout(t *testing.T) {
 	waitSink(t, ns, sampleSink)
 	checkEvents(t, waitSinkEvents(t, ns, sampleSink, len(sent), 2*time.Minute), sent, sampleSinkPath, nil)
 }
+
+// TestMigrationFromEmptyDirWithABacklog: a resource on EmptyDir (drainTimeout 90 s) holding
+// callbacks its sink has not taken moves to claims: the StatefulSet starts next to the
+// Deployment, the Deployment goes once every StatefulSet pod is ready, its pods deliver their
+// backlog while they stop, and the sink, back within the drain, receives every OK'd callback.
+func TestMigrationFromEmptyDirWithABacklog(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cs := cluster.Client
+	ns := newNamespace(t, "e2e-migrate")
+	applyK(t, ns, samplesOnClaims(t, nil, []kpatch{{"CallbackReceiver", sampleName, `
+- {op: add, path: /spec/spool, value: {type: EmptyDir, drainTimeout: 90s}}`}}))
+	rcv := waitReceiver(t, ns, sampleName, 2, 3*time.Minute)
+	waitSink(t, ns, sampleSink)
+	if _, err := cs.AppsV1().Deployments(ns).Get(ctx, sampleName, metav1.GetOptions{}); err != nil {
+		t.Fatalf("EmptyDir runs as a Deployment: %v", err)
+	}
+	scaleDeployment(t, ns, sampleSink, 0)
+	waitNoPods(t, ns, map[string]string{"app.kubernetes.io/name": sampleSink}, time.Minute)
+	var sent []callback
+	for i := range 40 {
+		c := blacklistDelete(sampleToken, i, 1)
+		c.mustAccept(t, rcv.url())
+		sent = append(sent, c)
+	}
+	kubectl(t, "patch", "cbr", sampleName, "-n", ns, "--type=merge", "-p", `{"spec":{"spool":{"type":"PersistentVolumeClaim","drainTimeout":null}}}`)
+	eventually(t, 2*time.Minute, "the Deployment replaced by the StatefulSet", func() error {
+		if _, err := cs.AppsV1().Deployments(ns).Get(ctx, sampleName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deployment still there: %w", err)
+		}
+		return nil
+	})
+	time.Sleep(10 * time.Second) // the old pods hold the backlog, delivering
+	scaleDeployment(t, ns, sampleSink, 1)
+	waitSink(t, ns, sampleSink)
+	checkEvents(t, waitSinkEvents(t, ns, sampleSink, len(sent), 2*time.Minute), sent, sampleSinkPath, nil)
+	waitReceiver(t, ns, sampleName, 2, 2*time.Minute)
+}
