@@ -95,6 +95,10 @@ control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, 
 node: ## Build (once, cached) kubelet, kube-proxy, kube-scheduler, containerd, ctr, the runc shim and CoreDNS.
 	@nice -n 10 hack/node.sh >/dev/null
 
+.PHONY: local-provisioner
+local-provisioner: ## Build (once, cached) the local cluster's storage provisioner (hack/tools/local-provisioner).
+	@nice -n 10 hack/local-provisioner.sh >/dev/null
+
 .PHONY: node-packages
 node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and conntrack when missing (apt-get, root).
 	@missing=""; for f in $(NODE_PACKAGES); do [ -e "$${f%%:*}" ] || missing="$$missing $${f##*:}"; done; \
@@ -113,7 +117,7 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node node-packages local-provisioner ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
@@ -205,7 +209,7 @@ DEV_DIR ?= $(CURDIR)/.dev
 DEV_FLAGS ?=
 # Flags for the end-to-end tests, such as E2E_FLAGS='-run TestSamples'.
 E2E_FLAGS ?=
-DEV_NEEDS := image dev-tools control-plane node node-packages
+DEV_NEEDS := image dev-tools control-plane node node-packages local-provisioner
 
 .PHONY: dev-tools dev dev-up dev-down test-e2e
 dev-tools: ## Build the local cluster's tools: bin/dev, bin/demosink, bin/moderator.
@@ -222,7 +226,7 @@ dev-up: $(DEV_NEEDS) ## Like dev, in the background: returns once Ready; kubecon
 dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans up after a killed run too).
 	$(LOCALBIN)/dev down --dir=$(DEV_DIR)
 
-test-e2e: control-plane node node-packages ## End-to-end tests on a local cluster (root), with -race.
+test-e2e: control-plane node node-packages local-provisioner ## End-to-end tests on a local cluster (root), with -race.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
 
 ##@ Tools

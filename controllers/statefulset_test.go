@@ -241,3 +241,59 @@ func patchCR(t *testing.T, cr *cbv1.CallbackReceiver, change func(*cbv1.Callback
 	change(got)
 	must(t, k8sClient.Patch(ctx, got, client.MergeFrom(base)))
 }
+
+// TestIdleStatefulSetWritesNothing: once reconciled, repeated reconciles write nothing to
+// the StatefulSet (its claim template kept as the API server stored it, every field this
+// operator applies stored as applied) nor to the resource.
+func TestIdleStatefulSetWritesNothing(t *testing.T) {
+	g := NewWithT(t)
+	ns, cr := newReceiver(t, managerOptions{scrapeInterval: 100 * time.Millisecond}, onStaticClaims)
+	g.Eventually(func(g Gomega) {
+		cr := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+		g.Expect(cr.Status.ObservedGeneration).To(Equal(cr.Generation))
+		get(g, ns, cr.Name, &appsv1.StatefulSet{})
+	}).Should(Succeed())
+	time.Sleep(time.Second)
+	before := get(g, ns, cr.Name, &appsv1.StatefulSet{}).ResourceVersion
+	crBefore := get(g, ns, cr.Name, &cbv1.CallbackReceiver{}).ResourceVersion
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, ns, cr.Name, &appsv1.StatefulSet{}).ResourceVersion).To(Equal(before))
+		g.Expect(get(g, ns, cr.Name, &cbv1.CallbackReceiver{}).ResourceVersion).To(Equal(crBefore))
+	}, 2*time.Second, 100*time.Millisecond).Should(Succeed())
+	for range 5 {
+		touchCR(t, cr)
+	}
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, ns, cr.Name, &appsv1.StatefulSet{}).ResourceVersion).To(Equal(before))
+	}, 2*time.Second).Should(Succeed())
+
+	// A changed size applies to new claims only: the StatefulSet keeps its template, and the
+	// resource stays reconciled (no error from an immutable field).
+	patchCR(t, cr, func(c *cbv1.CallbackReceiver) { c.Spec.Spool.Size = ptr.To(resource.MustParse("5Gi")) })
+	g.Eventually(func(g Gomega) {
+		got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		s := get(g, ns, cr.Name, &appsv1.StatefulSet{})
+		g.Expect(s.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String()).To(Equal("1Gi"))
+		g.Expect(s.Spec.Template.Spec.Containers[0].Args).To(ContainElement(HavePrefix("--spool-max-bytes=")))
+	}).Should(Succeed())
+}
+
+// TestNamespaceDeletionIsNotHeld: a namespace being deleted takes the claims with it and
+// cannot run drain Jobs: the finalizer lets the resource (and so the namespace) go.
+func TestNamespaceDeletionIsNotHeld(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns, cr := newReceiver(t, managerOptions{}, onStaticClaims)
+	g.Eventually(func(g Gomega) {
+		got := get(g, ns, cr.Name, &cbv1.CallbackReceiver{})
+		g.Expect(got.Finalizers).To(ContainElement(controllers.SpoolFinalizer))
+	}).Should(Succeed())
+	makeClaim(t, cr, 0)
+	must(t, k8sClient.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	// envtest runs no namespace controller: the resource's deletion is what it would do.
+	must(t, k8sClient.Delete(ctx, cr))
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(cr), &cbv1.CallbackReceiver{}))
+	}).Should(BeTrue(), "the finalizer holds a terminating namespace")
+}

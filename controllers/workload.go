@@ -42,6 +42,9 @@ const (
 	StrandedWaiting  = "Waiting"
 )
 
+// errNamespaceTerminating: no drain Job can be made in a namespace being deleted.
+var errNamespaceTerminating = errors.New("the namespace is being deleted")
+
 // Annotation marks for storage class defaults.
 const (
 	defaultClassAnnotation     = "storageclass.kubernetes.io/is-default-class"
@@ -205,6 +208,9 @@ func (r *CallbackReceiverReconciler) reconcileSpools(ctx context.Context, cr *cb
 		case job == nil:
 			ac := resources.DrainJob(cr, params, n)
 			if err := r.Client.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+				if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+					err = errNamespaceTerminating
+				}
 				errs = append(errs, fmt.Errorf("drain Job %s: %w", jobName, err))
 				continue
 			}
@@ -304,6 +310,11 @@ func (r *CallbackReceiverReconciler) finalize(ctx context.Context, cr *cbv1.Call
 		}
 	}
 	stranded, _, err := r.reconcileSpools(ctx, cr, params, 0)
+	if errors.Is(err, errNamespaceTerminating) {
+		// The namespace's deletion deletes the claims whatever the operator does, and no
+		// Job can run there any more: holding the resource would only hold the namespace.
+		return true, nil, nil
+	}
 	if err != nil {
 		return false, stranded, err
 	}

@@ -148,6 +148,12 @@ func TestInvalidManifestsAreRefusedWithAClearMessage(t *testing.T) {
 		want  string // a substring of the API server's message
 	}{
 		{"sdkAppID zero", []string{"spec", "sdkAppID"}, int64(0), "sdkAppID must be the app's SDKAppID from the IM console, a number greater than 0"},
+		{"spool storageClassName on an emptyDir", []string{"spec", "spool"}, map[string]any{"type": "EmptyDir", "storageClassName": "fast"}, "spool.storageClassName applies only to type PersistentVolumeClaim"},
+		{"spool size on an emptyDir", []string{"spec", "spool"}, map[string]any{"type": "EmptyDir", "size": "2Gi"}, "spool.size applies only to type PersistentVolumeClaim"},
+		{"spool drainTimeout on claims", []string{"spec", "spool"}, map[string]any{"drainTimeout": "5m"}, "spool.drainTimeout applies only to type EmptyDir"},
+		{"spool size too small", []string{"spec", "spool"}, map[string]any{"size": "1Mi"}, "spool.size must be at least 64Mi"},
+		{"spool drainTimeout too long", []string{"spec", "spool"}, map[string]any{"type": "EmptyDir", "drainTimeout": "2h"}, "spool.drainTimeout must be a duration between 5s and 1h"},
+		{"spool type unknown", []string{"spec", "spool"}, map[string]any{"type": "HostPath"}, `supported values: "PersistentVolumeClaim", "EmptyDir", "None"`},
 		{"sdkAppID negative", []string{"spec", "sdkAppID"}, int64(-5), "sdkAppID must be the app's SDKAppID"},
 		{"sdkAppID missing", []string{"spec", "sdkAppID"}, nil, "spec.sdkAppID: Required value"},
 		{"sdkAppID not a number", []string{"spec", "sdkAppID"}, "1400000001x", `spec.sdkAppID in body must be of type integer`},
@@ -287,6 +293,8 @@ func TestValidVariantsAreAccepted(t *testing.T) {
 			"decisions": []any{map[string]any{"commands": []any{"C2C.CallbackBeforeSendMsg"}, "subscriber": map[string]any{"uri": "http://d"}}}}},
 		{"durations", []string{"spec", "delivery"}, map[string]any{"retry": int64(0), "backoffPolicy": "linear", "backoffDelay": "1m30s", "timeout": "250ms", "deadLetterSink": map[string]any{"uri": "http://dlq.chat.svc.cluster.local"}}},
 		{"replicas zero", []string{"spec", "replicas"}, int64(0)},
+		{"spool on claims, everything", []string{"spec", "spool"}, map[string]any{"type": "PersistentVolumeClaim", "storageClassName": "fast", "size": "10Gi"}},
+		{"spool on an emptyDir with a drain", []string{"spec", "spool"}, map[string]any{"type": "EmptyDir", "sizeLimit": "2Gi", "drainTimeout": "10m"}},
 		{"load balancer service", []string{"spec", "service"}, map[string]any{"type": "LoadBalancer", "port": int64(8443), "annotations": map[string]any{"service.beta.kubernetes.io/x": "y"}}},
 		{"tls", []string{"spec", "tls"}, map[string]any{"secretName": "im-callback-tls"}},
 		{"ingress, everything", []string{"spec", "ingress"}, map[string]any{"className": "nginx", "host": "im-callback.example.com", "annotations": map[string]any{"cert-manager.io/cluster-issuer": "letsencrypt"}, "tls": map[string]any{"secretName": "im-callback-example-com"}}},

@@ -658,3 +658,47 @@ func TestProcessSinkOutage(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainOnly: --drain-only delivers a spool that a killed receiver left (its sink down
+// then) and exits 0 once it is empty, by itself; while the sink is still down it exits 1 at
+// --shutdown-timeout, leaving the events for the next attempt.
+func TestDrainOnly(t *testing.T) {
+	s := newSpoolSink(t)
+	s.set(true, 0)
+	dir := t.TempDir()
+	p := startProcess(t, nil, "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi")
+	ok := loadUntilKilled(t, p, p.addr(t), 200)
+
+	down := startProcess(t, nil, "--drain-only", "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--shutdown-timeout=2s")
+	select {
+	case code := <-down.exitCode:
+		if code != 1 {
+			t.Fatalf("drain with the sink down: exit %d, want 1:\n%s", code, down.log())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("drain with the sink down did not end at --shutdown-timeout:\n%s", down.log())
+	}
+	if strings.Contains(down.log(), `"msg":"receiver starting"`) && !strings.Contains(down.log(), "127.0.0.1:") {
+		t.Errorf("the drain must listen on loopback only:\n%s", down.log())
+	}
+
+	s.set(false, 0)
+	again := startProcess(t, nil, "--drain-only", "--sink="+s.URL, "--spool-dir="+dir, "--spool-max-bytes=64Mi", "--shutdown-timeout=20s")
+	select {
+	case code := <-again.exitCode:
+		if code != 0 {
+			t.Fatalf("drain with the sink up: exit %d, want 0:\n%s", code, again.log())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("drain did not exit once the spool was empty:\n%s", again.log())
+	}
+	checkAllArrived(t, s, ok, 0)
+	if !strings.Contains(again.log(), "drain-only: the spool is empty") {
+		t.Errorf("no line about the empty spool:\n%s", again.log())
+	}
+
+	empty := startProcess(t, nil, "--drain-only", "--sink="+s.URL)
+	if code := <-empty.exitCode; code != 2 {
+		t.Errorf("--drain-only without --spool-dir: exit %d, want 2:\n%s", code, empty.log())
+	}
+}

@@ -9,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	batchv1ac "k8s.io/client-go/applyconfigurations/batch/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -43,9 +42,9 @@ func StatefulSet(cr *cbv1.CallbackReceiver, p Params) *appsv1ac.StatefulSetApply
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(SelectorLabels(cr))).
 			WithUpdateStrategy(appsv1ac.StatefulSetUpdateStrategy().
 				WithType(appsv1.RollingUpdateStatefulSetStrategyType).
-				WithRollingUpdate(appsv1ac.RollingUpdateStatefulSetStrategy().
-					WithPartition(0).
-					WithMaxUnavailable(intstr.FromInt32(1)))).
+				// One pod at a time (maxUnavailable is left unset: it needs a feature gate,
+				// and the API server would drop it where that is off).
+				WithRollingUpdate(appsv1ac.RollingUpdateStatefulSetStrategy().WithPartition(0))).
 			WithPersistentVolumeClaimRetentionPolicy(appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
 				WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType).
 				WithWhenDeleted(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)).

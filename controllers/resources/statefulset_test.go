@@ -72,7 +72,7 @@ func TestStatefulSet(t *testing.T) {
 			}
 			u := s.Spec.UpdateStrategy
 			if u.Type != appsv1.RollingUpdateStatefulSetStrategyType || u.RollingUpdate == nil ||
-				u.RollingUpdate.MaxUnavailable.IntValue() != 1 || ptr.Deref(u.RollingUpdate.Partition, -1) != 0 {
+				u.RollingUpdate.MaxUnavailable != nil || ptr.Deref(u.RollingUpdate.Partition, -1) != 0 {
 				t.Errorf("update strategy %+v", u)
 			}
 			if s.Spec.MinReadySeconds != MinReadySeconds || MinReadySeconds < 1 {
