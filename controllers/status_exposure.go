@@ -132,11 +132,11 @@ func routeExposed(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, string)
 			pending = append(pending, name)
 		case acc.Status != metav1.ConditionTrue:
 			c.Reason = cbv1.ReasonRouteNotAccepted
-			c.Message = truncate(fmt.Sprintf("%s did not accept HTTPRoute %s: %s: %s. See: %s", name, route.Name, acc.Reason, acc.Message, describe))
+			c.Message = truncate(fmt.Sprintf("%s did not accept HTTPRoute %s: %s. See: %s", name, route.Name, reasonAndMessage(acc), describe))
 			return c, ""
 		case res != nil && res.Status == metav1.ConditionFalse && !stale(res, route):
 			c.Reason = cbv1.ReasonRouteRefsNotResolved
-			c.Message = truncate(fmt.Sprintf("%s accepted HTTPRoute %s but cannot reach the receiver's Service: %s: %s. See: %s", name, route.Name, res.Reason, res.Message, describe))
+			c.Message = truncate(fmt.Sprintf("%s accepted HTTPRoute %s but cannot reach the receiver's Service: %s. See: %s", name, route.Name, reasonAndMessage(res), describe))
 			return c, ""
 		default:
 			accepted = append(accepted, name)
@@ -155,6 +155,15 @@ func routeExposed(cr *cbv1.CallbackReceiver, f Facts) (metav1.Condition, string)
 	}
 	c.Message = truncate(msg)
 	return c, url
+}
+
+// reasonAndMessage quotes a Gateway's condition: "Reason: message", or the reason alone when
+// the Gateway gave no message (Traefik's NoMatchingListenerHostname has none).
+func reasonAndMessage(c *metav1.Condition) string {
+	if strings.TrimSpace(c.Message) == "" {
+		return c.Reason
+	}
+	return c.Reason + ": " + c.Message
 }
 
 // stale tells whether a Gateway's condition is about an older version of the route. A

@@ -174,6 +174,14 @@ func TestComputeStatusTLSAndExposure(t *testing.T) {
 			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonRouteNotAccepted, "Gateway infra/shared (listener https) did not accept HTTPRoute blacklist: NotAllowedByListeners: namespace chat is not allowed. See: " + describeRoute},
 			cbv1.ConditionReady:   {metav1.ConditionFalse, cbv1.ReasonRouteNotAccepted, "Gateway infra/shared (listener https) did not accept HTTPRoute blacklist: NotAllowedByListeners: namespace chat is not allowed. See: " + describeRoute},
 		}, ""},
+		{"a Gateway refused the route without a message (Traefik's NoMatchingListenerHostname): its reason alone", withRoute, func(f *Facts) {
+			f.Route = route(3,
+				routeStatus{ref: publicRef, accepted: metav1.ConditionTrue, generation: 3},
+				routeStatus{ref: infraRef, accepted: metav1.ConditionFalse, reason: "NoMatchingListenerHostname", generation: 3})
+		}, map[string]cond{
+			cbv1.ConditionExposed: {metav1.ConditionFalse, cbv1.ReasonRouteNotAccepted, "Gateway infra/shared (listener https) did not accept HTTPRoute blacklist: NoMatchingListenerHostname. See: " + describeRoute},
+			cbv1.ConditionReady:   {metav1.ConditionFalse, cbv1.ReasonRouteNotAccepted, "Gateway infra/shared (listener https) did not accept HTTPRoute blacklist: NoMatchingListenerHostname. See: " + describeRoute},
+		}, ""},
 		{"accepted, but the Service is out of reach", withRoute, func(f *Facts) {
 			f.Route = route(3,
 				routeStatus{ref: publicRef, accepted: metav1.ConditionTrue, resolved: metav1.ConditionFalse, reason: "BackendNotFound", message: "service chat/blacklist not found", generation: 3},
