@@ -113,7 +113,7 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node node-packages test-chart test-alerts ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
