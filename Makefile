@@ -117,7 +117,7 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node node-packages local-provisioner ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node node-packages local-provisioner test-chart test-alerts ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
@@ -211,7 +211,7 @@ DEV_FLAGS ?=
 E2E_FLAGS ?=
 DEV_NEEDS := image dev-tools control-plane node node-packages local-provisioner
 
-.PHONY: dev-tools dev dev-up dev-down test-e2e
+.PHONY: dev-tools dev dev-up dev-down test-e2e test-helm
 dev-tools: ## Build the local cluster's tools: bin/dev, bin/demosink, bin/moderator.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/dev ./hack/dev
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o $(LOCALBIN)/demosink ./hack/demosink
@@ -225,6 +225,9 @@ dev-up: $(DEV_NEEDS) ## Like dev, in the background: returns once Ready; kubecon
 
 dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans up after a killed run too).
 	$(LOCALBIN)/dev down --dir=$(DEV_DIR)
+
+test-helm: helm control-plane node node-packages local-provisioner ## The chart installed, upgraded and uninstalled with helm on a local cluster of its own (root).
+	$(ASSETS_ENV) HELM=$(HELM) go test -race -count=1 -timeout 20m ./test/helm/...
 
 test-e2e: control-plane node node-packages local-provisioner ## End-to-end tests on a local cluster (root), with -race.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...

@@ -143,16 +143,24 @@ type apiResult struct {
 
 func api(t *testing.T, prom, path string, params url.Values) apiResult {
 	t.Helper()
-	resp, err := http.Get("http://" + prom + path + "?" + params.Encode())
+	r, err := tryAPI(prom, path, params)
 	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	var r apiResult
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("%s: %v", path, err)
+		t.Fatal(err)
 	}
 	return r
+}
+
+func tryAPI(prom, path string, params url.Values) (apiResult, error) {
+	var r apiResult
+	resp, err := http.Get("http://" + prom + path + "?" + params.Encode())
+	if err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
 }
 
 func query(t *testing.T, prom, expr string) apiResult {
@@ -233,8 +241,8 @@ scrape_configs:
 	start(t, promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+prom, "--log.level=warn")
 	waitFor(t, "5 scrapes of the receiver", 60*time.Second, func() bool {
-		r := query(t, prom, `count_over_time(up{job="callback-receiver"}[1m]) >= 5`)
-		return r.Status == "success" && len(r.Data.Result) == 1
+		r, err := tryAPI(prom, "/api/v1/query", url.Values{"query": {`count_over_time(up{job="callback-receiver"}[1m]) >= 5`}})
+		return err == nil && r.Status == "success" && len(r.Data.Result) == 1
 	})
 
 	// Every rule loaded and evaluated without error.
