@@ -89,6 +89,10 @@ control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, 
 node: ## Build (once, cached) kubelet, kube-proxy, kube-scheduler, containerd, ctr, the runc shim and CoreDNS.
 	@nice -n 10 hack/node.sh >/dev/null
 
+.PHONY: nats
+nats: ## Build (once, cached) nats-server, the JetStream cluster of the local cluster and of the process-level tests.
+	@nice -n 10 hack/nats.sh >/dev/null
+
 .PHONY: node-packages
 node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and conntrack when missing (apt-get, root).
 	@missing=""; for f in $(NODE_PACKAGES); do [ -e "$${f%%:*}" ] || missing="$$missing $${f##*:}"; done; \
@@ -104,10 +108,11 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 	fi
 
 # The cached binaries the tests and the local cluster use.
-ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
+ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)" \
+	LOCALCLUSTER_NATS_ASSETS="$$(hack/nats.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node nats node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
@@ -120,6 +125,7 @@ bench: build control-plane ## Benchmarks: receiver (with and without spool) agai
 	hack/bench-abuse.sh
 	go test -run='^$$' -bench=. -benchmem ./receiver/...
 	go test -run='^$$' -bench=AppendWhileWaking -benchtime=20000x -cpu=1,2 ./receiver/spool
+	LOCALCLUSTER_NATS_ASSETS="$$(hack/nats.sh)" go test -run='^$$' -bench=PublishR3 -benchtime=2000x ./internal/natstest
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/bench-controller --manager=bin/manager
 
 .PHONY: bench-spool-stores
@@ -193,7 +199,7 @@ dev-up: $(DEV_NEEDS) ## Like dev, in the background: returns once Ready; kubecon
 dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans up after a killed run too).
 	$(LOCALBIN)/dev down --dir=$(DEV_DIR)
 
-test-e2e: control-plane node node-packages ## End-to-end tests on a local cluster (root), with -race.
+test-e2e: control-plane node nats node-packages ## End-to-end tests on a local cluster (root), with -race.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
 
 ##@ Tools
