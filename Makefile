@@ -99,6 +99,10 @@ node: ## Build (once, cached) kubelet, kube-proxy, kube-scheduler, containerd, c
 local-provisioner: ## Build (once, cached) the local cluster's storage provisioner (hack/tools/local-provisioner).
 	@nice -n 10 hack/local-provisioner.sh >/dev/null
 
+.PHONY: nats
+nats: ## Build (once, cached) nats-server, the JetStream cluster of the local cluster and of the process-level tests.
+	@nice -n 10 hack/nats.sh >/dev/null
+
 .PHONY: node-packages
 node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and conntrack when missing (apt-get, root).
 	@missing=""; for f in $(NODE_PACKAGES); do [ -e "$${f%%:*}" ] || missing="$$missing $${f##*:}"; done; \
@@ -114,10 +118,11 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 	fi
 
 # The cached binaries the tests and the local cluster use.
-ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
+ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)" \
+	LOCALCLUSTER_NATS_ASSETS="$$(hack/nats.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node node-packages local-provisioner test-chart test-alerts ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node nats node-packages local-provisioner test-chart test-alerts ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
@@ -131,6 +136,7 @@ bench: build control-plane ## Benchmarks: receiver (with and without spool) agai
 	hack/bench-abuse.sh
 	go test -run='^$$' -bench=. -benchmem ./receiver/...
 	go test -run='^$$' -bench=AppendWhileWaking -benchtime=20000x -cpu=1,2 ./receiver/spool
+	LOCALCLUSTER_NATS_ASSETS="$$(hack/nats.sh)" go test -run='^$$' -bench=PublishR3 -benchtime=2000x ./internal/natstest
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/bench-controller --manager=bin/manager
 
 .PHONY: bench-spool-stores
@@ -229,7 +235,7 @@ dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans 
 test-helm: helm control-plane node node-packages local-provisioner ## The chart installed, upgraded and uninstalled with helm on a local cluster of its own (root).
 	$(ASSETS_ENV) HELM=$(HELM) go test -race -count=1 -timeout 20m ./test/helm/...
 
-test-e2e: control-plane node node-packages local-provisioner ## End-to-end tests on a local cluster (root), with -race.
+test-e2e: control-plane node nats node-packages local-provisioner ## End-to-end tests on a local cluster (root), with -race.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
 
 ##@ Tools

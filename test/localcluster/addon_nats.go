@@ -58,8 +58,10 @@ data:
     pid_file: /tmp/nats.pid
     listen: 0.0.0.0:4222
     http: 0.0.0.0:8222
-    lame_duck_grace_period: 2s
-    lame_duck_duration: 10s
+    # As the NATS chart: clients are moved to the other servers over 30 s (the least
+    # nats-server accepts) before a terminating server stops.
+    lame_duck_grace_period: 10s
+    lame_duck_duration: 30s
     jetstream {
       store_dir: /data
       max_memory_store: 32MB
@@ -112,7 +114,7 @@ spec:
     spec:
       enableServiceLinks: false
       automountServiceAccountToken: false
-      terminationGracePeriodSeconds: 30
+      terminationGracePeriodSeconds: 60
       securityContext:
         runAsNonRoot: true
         runAsUser: 65532
