@@ -141,7 +141,7 @@ func TestDefaultBuildsTheWholeOperator(t *testing.T) {
 }
 
 // TestManagerRoleIsLeastPrivilege: the generated role deletes only the children a spec change
-// removes (the garbage collector removes the rest), never writes Secrets and never uses
+// or a drained spool removes (the garbage collector removes the rest), never writes Secrets and never uses
 // wildcards.
 func TestManagerRoleIsLeastPrivilege(t *testing.T) {
 	role := as(t, find(build(t, "default"), "ClusterRole", "callback-operator-manager-role"), &rbacv1.ClusterRole{})
@@ -161,8 +161,11 @@ func TestManagerRoleIsLeastPrivilege(t *testing.T) {
 }
 
 // removedBySpec are the children the operator deletes itself: the PodDisruptionBudget when
-// the replicas drop to one, the Ingress and the HTTPRoute when their field is removed.
-var removedBySpec = []string{"poddisruptionbudgets", "ingresses", "httproutes"}
+// the replicas drop to one, the Ingress and the HTTPRoute when their field is removed; the
+// Deployment or the StatefulSet a change of spec.spool.type replaces, once its pods hold
+// nothing; a retained claim once its drain Job delivered it, and that Job.
+var removedBySpec = []string{"poddisruptionbudgets", "ingresses", "httproutes",
+	"deployments", "statefulsets", "persistentvolumeclaims", "jobs"}
 
 // TestManagerRoleCoversExposure: the role writes Ingresses and HTTPRoutes with exactly the
 // verbs the controller uses.
