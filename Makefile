@@ -89,6 +89,11 @@ control-plane: ## Build (once, cached) kube-apiserver, kube-controller-manager, 
 node: ## Build (once, cached) kubelet, kube-proxy, kube-scheduler, containerd, ctr, the runc shim and CoreDNS.
 	@nice -n 10 hack/node.sh >/dev/null
 
+.PHONY: ingress-addons
+ingress-addons: ## Build (once, cached) Traefik and cert-manager's controller for the local cluster's ingress add-on.
+	@nice -n 10 hack/traefik.sh >/dev/null
+	@nice -n 10 hack/cert-manager.sh >/dev/null
+
 .PHONY: node-packages
 node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and conntrack when missing (apt-get, root).
 	@missing=""; for f in $(NODE_PACKAGES); do [ -e "$${f%%:*}" ] || missing="$$missing $${f##*:}"; done; \
@@ -104,10 +109,11 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 	fi
 
 # The cached binaries the tests and the local cluster use.
-ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)"
+ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)" \
+	LOCALCLUSTER_TRAEFIK="$$(hack/traefik.sh)" LOCALCLUSTER_CERT_MANAGER="$$(hack/cert-manager.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node ingress-addons node-packages ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
@@ -176,7 +182,7 @@ DEV_DIR ?= $(CURDIR)/.dev
 DEV_FLAGS ?=
 # Flags for the end-to-end tests, such as E2E_FLAGS='-run TestSamples'.
 E2E_FLAGS ?=
-DEV_NEEDS := image dev-tools control-plane node node-packages
+DEV_NEEDS := image dev-tools control-plane node ingress-addons node-packages
 
 .PHONY: dev-tools dev dev-up dev-down test-e2e
 dev-tools: ## Build the local cluster's tools: bin/dev, bin/demosink, bin/moderator.
@@ -193,7 +199,7 @@ dev-up: $(DEV_NEEDS) ## Like dev, in the background: returns once Ready; kubecon
 dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans up after a killed run too).
 	$(LOCALBIN)/dev down --dir=$(DEV_DIR)
 
-test-e2e: control-plane node node-packages ## End-to-end tests on a local cluster (root), with -race.
+test-e2e: control-plane node ingress-addons node-packages ## End-to-end tests on a local cluster (root), with -race.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
 
 ##@ Tools
