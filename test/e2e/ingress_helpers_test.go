@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,10 +138,12 @@ func waitCertificateReady(t *testing.T, ns, name string, after int64, timeout ti
 	return rev
 }
 
-// hostOf is the host of an https URL.
-func hostOf(url string) string {
-	h, _, _ := strings.Cut(strings.TrimPrefix(url, "https://"), "/")
-	return h
+// answerErr describes a callback's answer that was not OK.
+func answerErr(status int, r protocolReply, err error) error {
+	if err != nil {
+		return fmt.Errorf("answer %d %+v: %w", status, r, err)
+	}
+	return fmt.Errorf("answer %d %+v", status, r)
 }
 
 // traefikLogOnFailure logs the end of Traefik's and cert-manager's logs when the test failed.

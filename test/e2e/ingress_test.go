@@ -84,7 +84,7 @@ func TestIngressHTTPSWithCertManager(t *testing.T) {
 		c := blacklistDelete(sampleToken, 50+len(sent), 1)
 		status, r, err := c.sendWith(client, url)
 		if err != nil || status != http.StatusOK || r != (protocolReply{ActionStatus: "OK"}) {
-			return fmt.Errorf("%d %+v %v", status, r, err)
+			return answerErr(status, r, err)
 		}
 		sent = append(sent, c)
 		return nil
@@ -232,7 +232,7 @@ func TestGatewayHTTPRouteExposure(t *testing.T) {
 		c := blacklistDelete(sampleToken, len(sent), 1)
 		status, r, err := c.sendWith(client, url)
 		if err != nil || status != http.StatusOK || r != (protocolReply{ActionStatus: "OK"}) {
-			return fmt.Errorf("%d %+v %v", status, r, err) // Traefik's 404 until the route is live
+			return answerErr(status, r, err) // Traefik's 404 until the route is live
 		}
 		sent = append(sent, c)
 		return nil
@@ -344,7 +344,7 @@ spec:
 		c := blacklistDelete(sampleToken, len(sent), 1)
 		status, r, err := c.sendWith(client, url)
 		if err != nil || status != http.StatusOK || r != (protocolReply{ActionStatus: "OK"}) {
-			return fmt.Errorf("%d %+v %v", status, r, err)
+			return answerErr(status, r, err)
 		}
 		sent = append(sent, c)
 		return nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -177,21 +176,21 @@ func (c *Cluster) InstallIngress(ctx context.Context, o IngressOptions) (*Ingres
 		return nil, fmt.Errorf("the Gateway's certificate (gateway-shim): %w", err)
 	}
 	if err := waitCondition(ctx, dyn.Resource(gatewayGVR).Namespace(IngressNamespace), GatewayName, "Programmed", 2*time.Minute); err != nil {
-		return nil, fmt.Errorf("Gateway %s/%s: %w (log: kubectl logs -n %s deploy/traefik)", IngressNamespace, GatewayName, err, IngressNamespace)
+		return nil, fmt.Errorf("the Gateway %s/%s: %w (log: kubectl logs -n %s deploy/traefik)", IngressNamespace, GatewayName, err, IngressNamespace)
 	}
 	sec, err := c.Client.CoreV1().Secrets(CertManagerNamespace).Get(ctx, CAIssuer, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("the local CA's Secret: %w", err)
 	}
 	if in.CACert = sec.Data["tls.crt"]; len(in.CACert) == 0 {
-		return nil, fmt.Errorf("Secret %s/%s has no tls.crt", CertManagerNamespace, CAIssuer)
+		return nil, fmt.Errorf("the local CA's Secret %s/%s has no tls.crt", CertManagerNamespace, CAIssuer)
 	}
 	svc, err := c.Client.CoreV1().Services(IngressNamespace).Get(ctx, "traefik", metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
 	if in.ServiceIP, err = netip.ParseAddr(svc.Spec.ClusterIP); err != nil {
-		return nil, fmt.Errorf("Traefik's Service has no ClusterIP: %w", err)
+		return nil, fmt.Errorf("the Service of Traefik has no ClusterIP: %w", err)
 	}
 	if in.HTTPSAddr, err = c.Forward(o.Listen, netip.AddrPortFrom(in.ServiceIP, TraefikHTTPSPort)); err != nil {
 		return nil, fmt.Errorf("forwarding %s to Traefik: %w", o.Listen, err)
@@ -222,7 +221,7 @@ func gatewayAPICRDs(ctx context.Context, repoRoot string) ([]string, error) {
 	}
 	var m struct{ Dir, Error string }
 	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
-		return nil, fmt.Errorf("go mod download sigs.k8s.io/gateway-api: %s %v", m.Error, err)
+		return nil, fmt.Errorf("go mod download sigs.k8s.io/gateway-api: no module directory (%s): %w", m.Error, err)
 	}
 	files, err := filepath.Glob(filepath.Join(m.Dir, "config", "crd", "standard", "gateway.networking.k8s.io_*.yaml"))
 	if err != nil || len(files) == 0 {
@@ -255,7 +254,7 @@ func waitCondition(ctx context.Context, r dynamic.ResourceInterface, name, typ s
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not %s after %s: %s", name, typ, timeout, errors.Join(errors.New(last), ctx.Err()))
+			return fmt.Errorf("%s not %s after %s: %s: %w", name, typ, timeout, last, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
