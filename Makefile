@@ -103,6 +103,11 @@ local-provisioner: ## Build (once, cached) the local cluster's storage provision
 nats: ## Build (once, cached) nats-server, the JetStream cluster of the local cluster and of the process-level tests.
 	@nice -n 10 hack/nats.sh >/dev/null
 
+.PHONY: ingress-addons
+ingress-addons: ## Build (once, cached) Traefik and cert-manager's controller for the local cluster's ingress add-on.
+	@nice -n 10 hack/traefik.sh >/dev/null
+	@nice -n 10 hack/cert-manager.sh >/dev/null
+
 .PHONY: node-packages
 node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and conntrack when missing (apt-get, root).
 	@missing=""; for f in $(NODE_PACKAGES); do [ -e "$${f%%:*}" ] || missing="$$missing $${f##*:}"; done; \
@@ -119,10 +124,10 @@ node-packages: ## Install Debian's runc, CNI plugins, nftables, iptables and con
 
 # The cached binaries the tests and the local cluster use.
 ASSETS_ENV = KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" LOCALCLUSTER_NODE_ASSETS="$$(hack/node.sh)" \
-	LOCALCLUSTER_NATS_ASSETS="$$(hack/nats.sh)"
+	LOCALCLUSTER_NATS_ASSETS="$$(hack/nats.sh)" LOCALCLUSTER_TRAEFIK="$$(hack/traefik.sh)" LOCALCLUSTER_CERT_MANAGER="$$(hack/cert-manager.sh)"
 
 .PHONY: test
-test: verify-generated vet lint control-plane node nats node-packages local-provisioner test-chart test-alerts ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
+test: verify-generated vet lint control-plane node nats ingress-addons node-packages local-provisioner test-chart test-alerts ## Everything: generation check, vet, lint, unit, envtest and end-to-end suites with -race, fuzzing.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 40m ./...
 	go test -run='^$$' -fuzz=FuzzHandler -fuzztime=$(FUZZTIME) ./receiver
 	go test -run='^$$' -fuzz=FuzzTypedChecks -fuzztime=$(FUZZTIME) ./receiver
@@ -215,7 +220,7 @@ DEV_DIR ?= $(CURDIR)/.dev
 DEV_FLAGS ?=
 # Flags for the end-to-end tests, such as E2E_FLAGS='-run TestSamples'.
 E2E_FLAGS ?=
-DEV_NEEDS := image dev-tools control-plane node node-packages local-provisioner
+DEV_NEEDS := image dev-tools control-plane node ingress-addons node-packages local-provisioner
 
 .PHONY: dev-tools dev dev-up dev-down test-e2e test-helm
 dev-tools: ## Build the local cluster's tools: bin/dev, bin/demosink, bin/moderator.
@@ -235,7 +240,7 @@ dev-down: dev-tools ## Stop what dev-up started, leaving nothing behind (cleans 
 test-helm: helm control-plane node node-packages local-provisioner ## The chart installed, upgraded and uninstalled with helm on a local cluster of its own (root).
 	$(ASSETS_ENV) HELM=$(HELM) go test -race -count=1 -timeout 20m ./test/helm/...
 
-test-e2e: control-plane node nats node-packages local-provisioner ## End-to-end tests on a local cluster (root), with -race.
+test-e2e: control-plane node nats ingress-addons node-packages local-provisioner ## End-to-end tests on a local cluster (root), with -race.
 	$(ASSETS_ENV) go test -race -count=1 -timeout 30m $(E2E_FLAGS) ./test/e2e/...
 
 ##@ Tools

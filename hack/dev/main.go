@@ -6,6 +6,16 @@
 // under the sample's event_display image name) receiving the events. It waits until the
 // CallbackReceiver is Ready and prints the kubeconfig and a signed curl to try it.
 //
+// With --expose (the default) the cluster also runs the ingress add-on (Traefik as the
+// ingress controller and Gateway, cert-manager with the local CA, hack/traefik.sh and
+// hack/cert-manager.sh build them once), config/samples-exposed is applied instead (the
+// sample behind an Ingress with a cert-manager certificate, and a second receiver behind an
+// HTTPRoute on the Gateway), the CA's certificate is written to <dir>/ca.crt, a host port is
+// forwarded to Traefik's HTTPS entry point, and the printout has a signed
+// `curl --resolve <host>:<port>:127.0.0.1 --cacert <dir>/ca.crt` for status.callbackURL.
+// <dir>/env holds KUBECONFIG, CB_RECEIVER_ADDR, CB_INGRESS_HTTPS_ADDR and CB_CA_FILE for a
+// shell to source.
+//
 //	dev run    foreground; Ctrl-C tears everything down
 //	dev up     the same in the background; returns once Ready (kubeconfig at .dev/kubeconfig)
 //	dev down   stops what `dev up` started and cleans up after a killed run
@@ -50,18 +60,21 @@ const sinkImage = "gcr.io/knative-releases/knative.dev/eventing/cmd/event_displa
 var cbrGVR = schema.GroupVersionResource{Group: "callbacks.imcallback.dev", Version: "v1alpha1", Resource: "callbackreceivers"}
 
 type config struct {
-	dir          string
-	root         string
-	image        string
-	imageArchive string
-	managerArgs  string
-	samples      string
-	namespace    string
-	receiver     string
-	listen       string
-	readyTimeout time.Duration
-	background   bool
-	watch        bool
+	dir           string
+	root          string
+	image         string
+	imageArchive  string
+	managerArgs   string
+	samples       string
+	namespace     string
+	receiver      string
+	listen        string
+	expose        bool
+	ingressListen string
+	sinkBinary    string
+	readyTimeout  time.Duration
+	background    bool
+	watch         bool
 }
 
 func main() {
@@ -75,7 +88,10 @@ func main() {
 	fs.StringVar(&c.image, "image", "ghcr.io/imcallback/callback-operator:dev", "the operator's image (IMG)")
 	fs.StringVar(&c.imageArchive, "image-archive", "bin/image.tar", "the archive `make image` wrote with that image")
 	fs.StringVar(&c.managerArgs, "manager-args", "", "more arguments of the manager (appended to config/default's)")
-	fs.StringVar(&c.samples, "samples", "config/samples", "kustomization applied once the operator runs")
+	fs.StringVar(&c.samples, "samples", "", "kustomization applied once the operator runs (default config/samples-exposed with --expose, else config/samples)")
+	fs.BoolVar(&c.expose, "expose", true, "install Traefik and cert-manager and expose the sample through an Ingress and an HTTPRoute")
+	fs.StringVar(&c.ingressListen, "ingress-listen", "127.0.0.1:0", "with --expose: host address forwarded to Traefik's HTTPS entry point (port 0: any free port)")
+	fs.StringVar(&c.sinkBinary, "sink-binary", "bin/demosink", "the demo sink program, imported as the sample sink's image")
 	fs.StringVar(&c.namespace, "namespace", "default", "namespace of the samples (it enforces the restricted Pod Security Standard)")
 	fs.StringVar(&c.receiver, "receiver", "blacklist", "CallbackReceiver of the samples to wait for")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:0", "host address forwarded to the receiver's Service (port 0: any free port)")
@@ -92,6 +108,15 @@ func main() {
 	}
 	if !filepath.IsAbs(c.imageArchive) {
 		c.imageArchive = filepath.Join(c.root, c.imageArchive)
+	}
+	if !filepath.IsAbs(c.sinkBinary) {
+		c.sinkBinary = filepath.Join(c.root, c.sinkBinary)
+	}
+	if c.samples == "" {
+		c.samples = "config/samples"
+		if c.expose {
+			c.samples = "config/samples-exposed"
+		}
 	}
 	switch cmd {
 	case "run":
@@ -148,18 +173,18 @@ func run(c config) (err error) {
 	if err := os.MkdirAll(filepath.Join(c.dir, "logs"), 0o755); err != nil {
 		return err
 	}
-	for _, f := range []string{"ready", "kubeconfig"} {
+	for _, f := range []string{"ready", "kubeconfig", "env", "ca.crt"} {
 		_ = os.Remove(c.path(f))
 	}
 	if err := os.WriteFile(c.path("dev.pid"), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 		return err
 	}
 	defer func() {
-		for _, f := range []string{"dev.pid", "ready", "slot", "kubeconfig"} {
+		for _, f := range []string{"dev.pid", "ready", "slot", "kubeconfig", "env", "ca.crt"} {
 			_ = os.Remove(c.path(f))
 		}
 	}()
-	for _, f := range []string{c.imageArchive, filepath.Join(c.root, "bin", "demosink")} {
+	for _, f := range []string{c.imageArchive, c.sinkBinary} {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%s is missing: run `make image dev-tools` (or just `make dev`)", f)
 		}
@@ -186,7 +211,7 @@ func run(c config) (err error) {
 	klog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(devLog, nil))) // client-go's
 
 	sinkArchive := c.path("demosink-image.tar")
-	if err := ociimage.WriteArchive(sinkArchive, ociimage.Program(sinkImage, filepath.Join(c.root, "bin", "demosink"))); err != nil {
+	if err := ociimage.WriteArchive(sinkArchive, ociimage.Program(sinkImage, c.sinkBinary)); err != nil {
 		return err
 	}
 	cluster, err := localcluster.Start(ctx, localcluster.Options{
@@ -224,6 +249,18 @@ func run(c config) (err error) {
 		diagnose(c, cluster, localcluster.OperatorNamespace)
 		return err
 	}
+	var ingress *localcluster.Ingress
+	if c.expose {
+		say("installing the ingress add-on: Traefik (IngressClass %s, Gateway %s/%s) and cert-manager (ClusterIssuer %s)",
+			localcluster.IngressClassName, localcluster.IngressNamespace, localcluster.GatewayName, localcluster.CAIssuer)
+		if ingress, err = cluster.InstallIngress(ctx, localcluster.IngressOptions{Listen: c.ingressListen}); err != nil {
+			diagnose(c, cluster, localcluster.IngressNamespace)
+			return err
+		}
+		if err := os.WriteFile(c.path("ca.crt"), ingress.CACert, 0o644); err != nil {
+			return err
+		}
+	}
 	if err := restrictNamespace(ctx, cluster, c.namespace); err != nil {
 		return err
 	}
@@ -235,7 +272,7 @@ func run(c config) (err error) {
 	}
 
 	say("waiting for CallbackReceiver %s/%s to be Ready", c.namespace, c.receiver)
-	obj, err := waitReady(ctx, c, cluster)
+	obj, err := waitReady(ctx, c, cluster, c.receiver)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // Ctrl-C while waiting: just tear down
@@ -243,7 +280,18 @@ func run(c config) (err error) {
 		diagnose(c, cluster, c.namespace)
 		return err
 	}
-	info, err := instructions(ctx, c, cluster, obj)
+	var gatewayObj *unstructured.Unstructured
+	if ingress != nil && c.samples == "config/samples-exposed" {
+		say("waiting for CallbackReceiver %s/%s (behind the Gateway) to be Ready", c.namespace, gatewayReceiver)
+		if gatewayObj, err = waitReady(ctx, c, cluster, gatewayReceiver); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			diagnose(c, cluster, c.namespace)
+			return err
+		}
+	}
+	info, err := instructions(ctx, c, cluster, obj, ingress, gatewayObj)
 	if err != nil {
 		return err
 	}
@@ -278,7 +326,10 @@ func restrictNamespace(ctx context.Context, cluster *localcluster.Cluster, ns st
 	return err
 }
 
-func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*unstructured.Unstructured, error) {
+// gatewayReceiver is config/samples-exposed's receiver behind the Gateway.
+const gatewayReceiver = "blacklist-gateway"
+
+func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster, name string) (*unstructured.Unstructured, error) {
 	dyn, err := dynamic.NewForConfig(cluster.Config)
 	if err != nil {
 		return nil, err
@@ -287,7 +338,7 @@ func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*u
 	defer cancel()
 	last := ""
 	for {
-		obj, err := dyn.Resource(cbrGVR).Namespace(c.namespace).Get(ctx, c.receiver, metav1.GetOptions{})
+		obj, err := dyn.Resource(cbrGVR).Namespace(c.namespace).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
 			for _, x := range conds {
@@ -307,7 +358,7 @@ func waitReady(ctx context.Context, c config, cluster *localcluster.Cluster) (*u
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return nil, fmt.Errorf("CallbackReceiver %s/%s not Ready after %s", c.namespace, c.receiver, c.readyTimeout)
+				return nil, fmt.Errorf("CallbackReceiver %s/%s not Ready after %s", c.namespace, name, c.readyTimeout)
 			}
 			return nil, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
@@ -334,7 +385,7 @@ func diagnose(c config, cluster *localcluster.Cluster, ns string) {
 }
 
 // instructions is the printout: kubeconfig, a signed curl and how to watch.
-func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, obj *unstructured.Unstructured) (string, error) {
+func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, obj *unstructured.Unstructured, ingress *localcluster.Ingress, gatewayObj *unstructured.Unstructured) (string, error) {
 	statusURL, _, _ := unstructured.NestedString(obj.Object, "status", "url")
 	u, err := url.Parse(statusURL)
 	if err != nil || u.Hostname() == "" {
@@ -385,8 +436,44 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	if secret != "" {
 		query += "&RequestTime=$T&Sign=$SIGN"
 	}
+	body := "  -d '{\"CallbackCommand\":\"Sns.CallbackBlackListDelete\",\"PairList\":[{\"From_Account\":\"alice\",\"To_Account\":\"bob\"}]}'; echo\n"
 	fmt.Fprintf(&b, "curl -sS -X POST -H 'Content-Type: application/json' \"http://%s%s?%s\" \\\n", local, u.EscapedPath(), query)
-	b.WriteString("  -d '{\"CallbackCommand\":\"Sns.CallbackBlackListDelete\",\"PairList\":[{\"From_Account\":\"alice\",\"To_Account\":\"bob\"}]}'; echo\n")
+	b.WriteString(body)
+	env := []string{"KUBECONFIG=" + cluster.Kubeconfig, "CB_RECEIVER_ADDR=" + local.String()}
+	if ingress != nil {
+		caFile := c.path("ca.crt")
+		env = append(env, "CB_INGRESS_HTTPS_ADDR="+ingress.HTTPSAddr.String(), "CB_CA_FILE="+caFile)
+		fmt.Fprintf(&b, "\nThrough the ingress: this host's %s is forwarded to Traefik's HTTPS entry point (Service %s/traefik, ClusterIP %s:%d); %s holds the local CA that issued its certificates (cert-manager, ClusterIssuer %s).\n",
+			ingress.HTTPSAddr, localcluster.IngressNamespace, ingress.ServiceIP, localcluster.TraefikHTTPSPort, caFile, localcluster.CAIssuer)
+		for _, o := range []*unstructured.Unstructured{obj, gatewayObj} {
+			if o == nil {
+				continue
+			}
+			cb, _, _ := unstructured.NestedString(o.Object, "status", "callbackURL")
+			cu, err := url.Parse(cb)
+			if err != nil || cu.Scheme != "https" || cu.Hostname() == "" {
+				continue
+			}
+			port := strconv.Itoa(int(ingress.HTTPSAddr.Port()))
+			via := "its Ingress"
+			if _, ok, _ := unstructured.NestedMap(o.Object, "spec", "httpRoute"); ok {
+				via = "its HTTPRoute on Gateway " + localcluster.IngressNamespace + "/" + localcluster.GatewayName
+			}
+			fmt.Fprintf(&b, "\n%s/%s at status.callbackURL %s, through %s (same TOKEN, T and SIGN):\n", c.namespace, o.GetName(), cb, via)
+			fmt.Fprintf(&b, "curl -sS --resolve %s:%s:127.0.0.1 --cacert %s -X POST -H 'Content-Type: application/json' \"https://%s:%s%s?%s\" \\\n",
+				cu.Hostname(), port, caFile, cu.Hostname(), port, cu.EscapedPath(), query)
+			b.WriteString(body)
+		}
+	}
+	var envFile strings.Builder
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		fmt.Fprintf(&envFile, "export %s=%s\n", k, shellQuote(v))
+	}
+	if err := os.WriteFile(c.path("env"), []byte(envFile.String()), 0o644); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(&b, "\n%s has %s for a shell: . %s\n", c.path("env"), strings.Join(envNames(env), ", "), c.path("env"))
 	fmt.Fprintf(&b, "\n(Or from inside the node, straight to the ClusterIP: nsenter --net=%s curl ... http://%s%s?...)\n", cluster.NodeNetns(), clusterIP, u.EscapedPath())
 	fmt.Fprintf(&b, "\nThe demo sink prints each CloudEvent:\n  %s --kubeconfig %s -n %s logs -f deploy/moderation\n", kubectl, cluster.Kubeconfig, c.namespace)
 	fmt.Fprintf(&b, "Watch the counts:\n  %s --kubeconfig %s -n %s get cbr -w\n", kubectl, cluster.Kubeconfig, c.namespace)
@@ -394,6 +481,18 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	fmt.Fprintf(&b, "Logs of the daemons: %s\n\n", cluster.LogDir)
 	return b.String(), nil
 }
+
+func envNames(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		out = append(out, k)
+	}
+	return out
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // consoleURL says what to paste into the IM console: status.callbackURL once the receiver
 // is exposed (spec.ingress or spec.httpRoute), else what the Exposed condition says is

@@ -61,6 +61,8 @@ var (
 	cluster *localcluster.Cluster
 	// repoRoot is the checkout, whose config/samples the tests apply.
 	repoRoot string
+	// imagesArchive holds the images buildImages wrote (the operator's among them).
+	imagesArchive string
 )
 
 // scrapeInterval is the manager's --scrape-interval in the tests: counts in status are
@@ -98,6 +100,7 @@ func runMain(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
+	imagesArchive = archive
 	fmt.Fprintf(os.Stderr, "e2e: programs and images built in %s\n", time.Since(start).Round(time.Millisecond))
 	clusterLog, err := os.Create(filepath.Join(workDir, "localcluster.log"))
 	if err != nil {

@@ -291,7 +291,12 @@ var callbackClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Tr
 // send POSTs the callback to base (a callback URL without query) once, and decodes the
 // protocol answer; an error means no answer (or not the protocol's).
 func (c callback) send(base string) (int, protocolReply, error) {
-	resp, err := callbackClient.Post(base+"?"+c.query(), "application/json", bytes.NewReader(c.body))
+	return c.sendWith(callbackClient, base)
+}
+
+// sendWith is send through another client (such as one that trusts only the local CA).
+func (c callback) sendWith(cl *http.Client, base string) (int, protocolReply, error) {
+	resp, err := cl.Post(base+"?"+c.query(), "application/json", bytes.NewReader(c.body))
 	if err != nil {
 		return 0, protocolReply{}, err
 	}
@@ -637,6 +642,7 @@ func podMetrics(p corev1.Pod) (map[string]float64, error) {
 // traffic sends signed callbacks through a URL from several goroutines at a bounded rate
 // until stopped, each exactly once (no retries): every request must get an answer.
 type traffic struct {
+	client      *http.Client
 	base, token string
 	next        *atomic.Int64
 
@@ -653,7 +659,12 @@ type traffic struct {
 // startTraffic starts workers goroutines, each sending one callback every pause. Callback
 // bodies are unique, numbered from *next on.
 func startTraffic(base, token string, next *atomic.Int64, workers int, pause time.Duration) *traffic {
-	tr := &traffic{base: base, token: token, next: next, stop: make(chan struct{}), statuses: map[int]int{}}
+	return startTrafficWith(callbackClient, base, token, next, workers, pause)
+}
+
+// startTrafficWith is startTraffic through another client.
+func startTrafficWith(cl *http.Client, base, token string, next *atomic.Int64, workers int, pause time.Duration) *traffic {
+	tr := &traffic{client: cl, base: base, token: token, next: next, stop: make(chan struct{}), statuses: map[int]int{}}
 	for range workers {
 		tr.wg.Add(1)
 		go func() {
@@ -665,7 +676,7 @@ func startTraffic(base, token string, next *atomic.Int64, workers int, pause tim
 				default:
 				}
 				c := blacklistDelete(token, int(next.Add(1)), 1)
-				status, r, err := c.send(base)
+				status, r, err := c.sendWith(tr.client, base)
 				tr.mu.Lock()
 				tr.sent++
 				switch {

@@ -1,13 +1,11 @@
 package localcluster
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/template"
 	"time"
 
@@ -235,20 +233,4 @@ func (c *Cluster) WaitStatefulSet(ctx context.Context, ns, name string, timeout 
 		return fmt.Errorf("statefulset %s/%s not ready within %s: %w: %s", ns, name, timeout, err, out)
 	}
 	return nil
-}
-
-// markerValue is the value of key=... in a cache directory's marker (hack/lib/build.sh).
-func markerValue(dir, key string) string {
-	f, err := os.Open(filepath.Join(dir, ".complete"))
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key+"="); ok {
-			return v
-		}
-	}
-	return "unknown"
 }
