@@ -268,7 +268,7 @@ func (c *Cluster) WaitHealthy(s *Server, timeout time.Duration) error {
 		select {
 		case <-ctx.Done():
 			log, _ := os.ReadFile(s.logPath)
-			return fmt.Errorf("nats-server %s not healthy within %s (last: %v); log:\n%s", s.Name, timeout, err, tail(log, 2000))
+			return fmt.Errorf("nats-server %s not healthy within %s (last: %w); log:\n%s", s.Name, timeout, err, tail(log, 2000))
 		case <-s.exited:
 			log, _ := os.ReadFile(s.logPath)
 			return fmt.Errorf("nats-server %s exited; log:\n%s", s.Name, tail(log, 2000))
