@@ -26,11 +26,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -409,6 +413,12 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	if err != nil {
 		return "", fmt.Errorf("forwarding %s to the receiver's Service: %w", c.listen, err)
 	}
+	// The curls below must work when pasted, so each address is probed first: right after
+	// Ready, kube-proxy may not have programmed the Service yet, and Traefik routes a new
+	// Ingress or HTTPRoute only once its provider saw the endpoints.
+	if err := waitRouted(ctx, &http.Client{}, "http://"+local.String()+u.EscapedPath()); err != nil {
+		return "", err
+	}
 	sdkAppID, _, _ := unstructured.NestedInt64(obj.Object, "spec", "sdkAppID")
 	secret, _, _ := unstructured.NestedString(obj.Object, "spec", "auth", "tokenSecretRef", "name")
 	key, _, _ := unstructured.NestedString(obj.Object, "spec", "auth", "tokenSecretRef", "key")
@@ -459,6 +469,9 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 			if _, ok, _ := unstructured.NestedMap(o.Object, "spec", "httpRoute"); ok {
 				via = "its HTTPRoute on Gateway " + localcluster.IngressNamespace + "/" + localcluster.GatewayName
 			}
+			if err := waitRouted(ctx, ingressClient(ingress), "https://"+net.JoinHostPort(cu.Hostname(), port)+cu.EscapedPath()); err != nil {
+				return "", err
+			}
 			fmt.Fprintf(&b, "\n%s/%s at status.callbackURL %s, through %s (same TOKEN, T and SIGN):\n", c.namespace, o.GetName(), cb, via)
 			fmt.Fprintf(&b, "curl -sS --resolve %s:%s:127.0.0.1 --cacert %s -X POST -H 'Content-Type: application/json' \"https://%s:%s%s?%s\" \\\n",
 				cu.Hostname(), port, caFile, cu.Hostname(), port, cu.EscapedPath(), query)
@@ -480,6 +493,52 @@ func instructions(ctx context.Context, c config, cluster *localcluster.Cluster, 
 	fmt.Fprintf(&b, "The manager: %s --kubeconfig %s -n %s logs deploy/%s\n", kubectl, cluster.Kubeconfig, localcluster.OperatorNamespace, localcluster.ManagerDeployment)
 	fmt.Fprintf(&b, "Logs of the daemons: %s\n\n", cluster.LogDir)
 	return b.String(), nil
+}
+
+// waitRouted waits until a GET of a callback URL is answered by the receiver itself (its
+// protocol JSON, 405 for a GET) rather than refused on the way (a connection closed before
+// kube-proxy programmed the Service, Traefik's plain-text 404 before it routes the path). The
+// receiver counts that GET as rejected.
+func waitRouted(ctx context.Context, client *http.Client, target string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last string
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusMethodNotAllowed && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+				return nil
+			}
+			last = resp.Status + " " + resp.Header.Get("Content-Type")
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s is not routed to the receiver within a minute (last answer: %s)", target, last)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// ingressClient reaches Traefik's HTTPS entry point on the host whatever the URL's host
+// (curl --resolve), trusting only the local CA (curl --cacert).
+func ingressClient(in *localcluster.Ingress) *http.Client {
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(in.CACert)
+	addr := in.HTTPSAddr.String()
+	return &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
 }
 
 func envNames(env []string) []string {
