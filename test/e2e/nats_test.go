@@ -41,11 +41,13 @@ func installNATS(t *testing.T, ns string) (*localcluster.NATS, jetstream.JetStre
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect("nats://"+net.JoinHostPort(svc.Spec.ClusterIP, "4222"),
-		nats.SetCustomDialer(nodeDialer{}), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Right after the servers are ready, kube-proxy may not yet route the new Service.
+	var nc *nats.Conn
+	eventually(t, 30*time.Second, "a connection through the NATS Service", func() (err error) {
+		nc, err = nats.Connect("nats://"+net.JoinHostPort(svc.Spec.ClusterIP, "4222"),
+			nats.SetCustomDialer(nodeDialer{}), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+		return err
+	})
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
