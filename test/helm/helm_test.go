@@ -314,7 +314,7 @@ func TestInstallUpgradeUninstallAndWatchNamespaces(t *testing.T) {
 		}
 		return nil
 	})
-	for _, obj := range [][]string{{crd}, {"callbackreceiver", "-n", "chat", "blacklist"}, {"deployment", "-n", "chat", "blacklist"}, {"service", "-n", "chat", "blacklist"}} {
+	for _, obj := range [][]string{{crd}, {"callbackreceiver", "-n", "chat", "blacklist"}, {"statefulset", "-n", "chat", "blacklist"}, {"service", "-n", "chat", "blacklist"}} {
 		if !exists(t, obj...) {
 			t.Errorf("%v was deleted by helm uninstall", obj)
 		}
